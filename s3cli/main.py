@@ -1,0 +1,171 @@
+"""`s3agent`: run the pipeline, run one stage alone, check configs, inspect the artifact store.
+
+    s3agent run --config configs/tiny.yaml        the s3-train flow (ephemeral Prefect, no server needed)
+    s3agent prepare --config configs/tiny.yaml    the s3-prepare flow
+    s3agent stage corpus --config ...             one stage alone, without Prefect
+    s3agent config check configs/*.yaml           validate config files
+    s3agent store ls / verify --config ...        list or verify (hashes, schema) the stored artifacts
+    s3agent world --out DIR                       write a tiny world to a folder
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from s3core.paths import configure_environment
+
+configure_environment()
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+config_app = typer.Typer(no_args_is_help=True, help="Validate and show run configs.")
+store_app = typer.Typer(no_args_is_help=True, help="Inspect the artifact store.")
+app.add_typer(config_app, name="config")
+app.add_typer(store_app, name="store")
+
+ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="run config YAML")]
+STAGES = ("world", "tiny-models", "corpus", "questions")
+
+
+def _load(path: Path):
+    from s3core.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from None
+
+
+def _print_outputs(outputs: dict[str, str], seconds: float) -> None:
+    typer.echo(f"\nfinished in {seconds:.1f} s; artifacts:")
+    for name, uri in outputs.items():
+        typer.echo(f"  {name:40s} {uri}")
+
+
+@app.command()
+def run(config: ConfigOpt = Path("configs/tiny.yaml")) -> None:
+    """Run the whole s3-train pipeline for CONFIG (finished stages are skipped)."""
+    _load(config)  # fail fast, before Prefect starts, on a bad config
+    from flows.train import s3_train
+
+    start = time.perf_counter()
+    outputs = s3_train(config_path=str(config))
+    _print_outputs(outputs, time.perf_counter() - start)
+
+
+@app.command()
+def prepare(config: ConfigOpt = Path("configs/tiny.yaml")) -> None:
+    """Run the s3-prepare flow: corpus and QA ingest (and the tiny world)."""
+    _load(config)
+    from flows.prepare import s3_prepare
+
+    start = time.perf_counter()
+    outputs = s3_prepare(config_path=str(config))
+    _print_outputs(outputs, time.perf_counter() - start)
+
+
+@app.command()
+def stage(
+    name: Annotated[str, typer.Argument(help=f"one of {', '.join(STAGES)}")],
+    config: ConfigOpt = Path("configs/tiny.yaml"),
+) -> None:
+    """Run one stage alone, without Prefect; its inputs are found (or made) in the store first."""
+    from s3core import pipeline
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if name not in STAGES:
+        typer.echo(f"unknown stage {name!r}; choose one of {', '.join(STAGES)}", err=True)
+        raise typer.Exit(2)
+    cfg = _load(config)
+    store = pipeline.open_store(cfg)
+    world = pipeline.world_spec(cfg).run(store) if cfg.world is not None else None
+    if name == "world":
+        manifests = [world] if world else []
+    elif name == "tiny-models":
+        if world is None:
+            typer.echo("tiny-models needs a `world:` section in the config", err=True)
+            raise typer.Exit(2)
+        manifests = [pipeline.tiny_models_spec(cfg, world).run(store)]
+    elif name == "corpus":
+        manifests = [pipeline.corpus_spec(cfg, part, world).run(store) for part in cfg.corpus.parts]
+    else:
+        manifests = [pipeline.questions_spec(cfg, qa, world).run(store) for qa in cfg.questions.sets]
+    for manifest in manifests:
+        typer.echo(manifest.summary())
+
+
+@config_app.command("check")
+def config_check(paths: Annotated[list[Path], typer.Argument(help="config files")]) -> None:
+    """Validate config files; exit 2 if any is invalid."""
+    from s3core.config import ConfigError, load_config
+
+    bad = 0
+    for path in paths:
+        try:
+            load_config(path)
+            typer.echo(f"ok       {path}")
+        except ConfigError as err:
+            bad += 1
+            typer.echo(f"INVALID  {err}", err=True)
+    raise typer.Exit(2 if bad else 0)
+
+
+@config_app.command("show")
+def config_show(path: Path) -> None:
+    """Print a config with every default filled in."""
+    import yaml
+
+    typer.echo(yaml.safe_dump(_load(path).model_dump(mode="json"), sort_keys=False))
+
+
+@store_app.command("ls")
+def store_ls(config: ConfigOpt = Path("configs/tiny.yaml")) -> None:
+    """List the finished artifacts in the config's store."""
+    from s3core.pipeline import open_store
+
+    for manifest in open_store(_load(config)).list_manifests():
+        typer.echo(f"{manifest.created_at[:19]}  {manifest.summary()}")
+
+
+@store_app.command("verify")
+def store_verify(config: ConfigOpt = Path("configs/tiny.yaml")) -> None:
+    """Read every artifact back and check sizes, hashes and schemas against the manifests."""
+    from s3core.pipeline import open_store
+    from s3core.store import ArtifactError
+
+    store = open_store(_load(config))
+    bad = 0
+    for manifest in store.list_manifests():
+        try:
+            if manifest.kind == "table":
+                for _ in store.iter_table(manifest):
+                    pass
+            else:
+                store.local_dir(manifest, verify=True)
+            typer.echo(f"ok       {manifest.summary()}")
+        except ArtifactError as err:
+            bad += 1
+            typer.echo(f"CORRUPT  {err}", err=True)
+    raise typer.Exit(1 if bad else 0)
+
+
+@app.command()
+def world(
+    out: Annotated[Path, typer.Option(help="folder to write corpus.jsonl and train/dev/test.jsonl into")],
+    seed: int = 13,
+) -> None:
+    """Write a tiny world (default sizes) to a folder, outside the store."""
+    from s3core.data.tiny_world import TinyWorldConfig, generate_world, write_world
+
+    counts = write_world(generate_world(TinyWorldConfig(seed=seed)), out)
+    typer.echo(json.dumps(counts))
+
+
+if __name__ == "__main__":
+    app()

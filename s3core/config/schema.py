@@ -1,0 +1,273 @@
+"""Typed run configuration: one pydantic model per stage, loaded from YAML files in `configs/`.
+
+Every field has a default and a description (the Prefect UI and `s3agent config show` display them) and
+every validator says how to fix a bad value. Defaults are the paper's settings (Jiang et al., 2025, section 4
+and appendix) where the paper has one; `configs/tiny.yaml` scales them down for a laptop.
+
+Sections for stages that later issues build (retrieval, generator, searcher, reward, ppo) are typed here
+already so that `configs/paper-7b.yaml` states the whole setting in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from s3core.data.tiny_world import TinyWorldConfig
+from s3core.models.tiny_config import TinyModelsConfig
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# -- sources --------------------------------------------------------------------------------------------
+class FileSource(_Section):
+    kind: Literal["file"] = "file"
+    path: str = Field(description="local .jsonl, .jsonl.gz or .parquet file (relative to the cwd)")
+
+
+class UrlSource(_Section):
+    kind: Literal["url"] = "url"
+    url: str = Field(description="http(s) URL of a .jsonl or .jsonl.gz file; downloaded with resume")
+    sha256: str | None = Field(default=None, description="expected sha256 of the downloaded file (recommended)")
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https:// (got {value!r}); use kind: file for local paths")
+        return value
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex_digest(cls, value: str | None) -> str | None:
+        if value is not None and (len(value) != 64 or any(c not in "0123456789abcdefABCDEF" for c in value)):
+            raise ValueError("sha256 must be 64 hex digits (the output of `sha256sum FILE`), or leave it out")
+        return value
+
+
+class HFSource(_Section):
+    kind: Literal["hf"] = "hf"
+    name: str = Field(description="Hugging Face dataset name (e.g. RUC-NLPIR/FlashRAG_datasets) or a local dataset folder")
+    config: str | None = Field(default=None, description="dataset configuration (e.g. nq)")
+    split: str = Field(default="train", description="dataset split to read")
+    revision: str | None = Field(default=None, description="git revision to pin")
+
+
+class WorldSource(_Section):
+    kind: Literal["tiny_world"] = "tiny_world"
+    file: str = Field(default="corpus.jsonl", description="file of the tiny-world artifact: corpus.jsonl, train.jsonl, dev.jsonl, test.jsonl")
+
+
+Source = Annotated[FileSource | UrlSource | HFSource | WorldSource, Field(discriminator="kind")]
+
+
+# -- store and ingest -----------------------------------------------------------------------------------
+class StoreConfig(_Section):
+    root: str = Field(default="artifacts", description="artifact store root: a local path or any fsspec URL (s3://..., gs://...)")
+
+
+class CorpusPart(_Section):
+    name: str = Field(description="label of this part of the corpus (e.g. wiki18, pubmed); each part is its own artifact")
+    source: Source = Field(default_factory=WorldSource, description="where the passages come from")
+
+
+class CorpusConfig(_Section):
+    parts: list[CorpusPart] = Field(
+        default_factory=lambda: [CorpusPart(name="tiny")],
+        description="one or more corpus parts (MedCorp = Wikipedia + PubMed + textbooks + StatPearls); passage ids must be unique across parts",
+    )
+    on_malformed: Literal["error", "skip"] = Field(
+        default="error", description="error: stop at the first bad line (file and line named); skip: count and skip it"
+    )
+    shard_rows: int = Field(default=200_000, gt=0, description="input lines per Parquet shard (the unit of resume)")
+    max_passages: int | None = Field(default=None, gt=0, description="read at most this many lines of each part (debugging)")
+
+    @field_validator("parts")
+    @classmethod
+    def _named_uniquely(cls, parts: list[CorpusPart]) -> list[CorpusPart]:
+        names = [p.name for p in parts]
+        if not parts:
+            raise ValueError("the corpus needs at least one part, e.g. parts: [{name: wiki18, source: {kind: url, url: ...}}]")
+        if len(set(names)) != len(names):
+            raise ValueError(f"corpus part names {names} repeat; give each part its own name")
+        return parts
+
+
+class QASetConfig(_Section):
+    name: str = Field(description="data_source label of these questions, e.g. nq, hotpotqa, medqa")
+    split: Literal["train", "dev", "test"] = Field(description="which split these questions are used as")
+    source: Source = Field(description="where the questions come from")
+    format: Literal["flashrag", "mirage"] = Field(default="flashrag", description="record format of the source")
+    mirage_subset: str | None = Field(default=None, description="MIRAGE benchmark.json key (medqa, medmcqa, pubmedqa, bioasq, mmlu)")
+    on_malformed: Literal["error", "skip"] = "error"
+    limit: int | None = Field(default=None, gt=0, description="read at most this many questions")
+
+    @model_validator(mode="after")
+    def _mirage_needs_subset(self) -> QASetConfig:
+        if self.format == "mirage" and not self.mirage_subset:
+            raise ValueError("format: mirage needs mirage_subset (one of medqa, medmcqa, pubmedqa, bioasq, mmlu)")
+        if self.format == "mirage" and self.source.kind == "hf":
+            raise ValueError("format: mirage reads MIRAGE's benchmark.json: use a file or url source, not hf")
+        return self
+
+
+class QuestionsConfig(_Section):
+    sets: list[QASetConfig] = Field(default_factory=list, description="QA sets to ingest, each its own cached artifact")
+    shard_rows: int = Field(default=50_000, gt=0, description="questions per Parquet shard")
+
+    @field_validator("sets")
+    @classmethod
+    def _unique_names(cls, sets: list[QASetConfig]) -> list[QASetConfig]:
+        seen = [(s.name, s.split) for s in sets]
+        dupes = {x for x in seen if seen.count(x) > 1}
+        if dupes:
+            raise ValueError(f"QA sets {sorted(dupes)} appear twice; give each (name, split) pair once")
+        return sets
+
+
+# -- later stages (typed now; built by later issues) ----------------------------------------------------
+class DenseRetrievalConfig(_Section):
+    encoder: str = Field(default="intfloat/e5-base-v2", description="HF folder or hub name; 'tiny:encoder' = the tiny world's")
+    query_prefix: str = "query: "
+    passage_prefix: str = "passage: "
+    pooling: Literal["mean", "cls"] = "mean"
+    max_length: int = Field(default=256, gt=0, le=8192)
+    index_type: Literal["flat", "hnsw", "ivfpq"] = Field(default="flat", description="flat = exact inner product (the paper's)")
+    batch_size: int = Field(default=512, gt=0)
+    dtype: Literal["float32", "float16", "bfloat16"] = "float16"
+
+
+class BM25Config(_Section):
+    enabled: bool = True
+    k1: float = Field(default=0.9, gt=0, description="Lucene/pyserini default")
+    b: float = Field(default=0.4, ge=0, le=1, description="Lucene/pyserini default")
+    threads: int = Field(default=8, gt=0)
+
+
+class RetrievalConfig(_Section):
+    dense: DenseRetrievalConfig = Field(default_factory=DenseRetrievalConfig)
+    bm25: BM25Config = Field(default_factory=BM25Config)
+    naive_retriever: Literal["dense", "bm25"] = Field(default="dense", description="retriever of the naive-RAG baseline")
+    naive_topk: int = Field(default=3, gt=0, description="passages in the naive-RAG context (paper: 3)")
+    host: str = Field(default="127.0.0.1", description="retrieval server bind address")
+    port: int = Field(default=8000, gt=0, lt=65536)
+
+
+class GeneratorConfig(_Section):
+    backend: Literal["openai", "transformers"] = Field(default="openai", description="openai = any OpenAI-compatible endpoint (vLLM)")
+    model: str = Field(default="Qwen/Qwen2.5-14B-Instruct", description="model name at the endpoint, or HF folder / 'tiny:generator'")
+    base_url: str | None = Field(default="http://127.0.0.1:8001/v1", description="endpoint of the openai backend")
+    api_key_env: str = Field(default="OPENAI_API_KEY", description="environment variable holding the API key")
+    concurrency: int = Field(default=64, gt=0)
+    timeout_s: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    max_new_tokens: int = Field(default=64, gt=0)
+    temperature: float = Field(default=0.0, ge=0.0, description="the paper's generator is greedy")
+
+
+class SearcherConfig(_Section):
+    model: str = Field(default="Qwen/Qwen2.5-7B-Instruct", description="HF folder or hub name; 'tiny:searcher' = the tiny world's")
+    initial_topk: int = Field(default=3, gt=0, description="'begin with search': passages retrieved with the question itself")
+    topk_per_query: int = Field(default=8, gt=0, description="the first 8 of 8-3-3")
+    max_selected_per_turn: int = Field(default=3, gt=0, description="the middle 3 of 8-3-3")
+    max_search_turns: int = Field(default=3, gt=0, description="search turns after the initial retrieval (the last 3 of 8-3-3)")
+    context_rule: Literal["structured", "public_code"] = Field(
+        default="structured",
+        description="structured: context from the environment's own record (fixes the public code's defects); "
+        "public_code: the public code's rule, for the paper's exact numbers",
+    )
+
+
+class RewardConfig(_Section):
+    kind: Literal["gbr", "gbr_plus_genacc"] = Field(default="gbr", description="gbr = the paper's Gain Beyond RAG; gbr_plus_genacc = the public code's")
+    use_judge: bool = Field(default=True, description="GenAcc = span_check OR judge_check")
+
+
+class PPOConfig(_Section):
+    estimator: Literal["gae", "grpo"] = "gae"
+    gamma: float = Field(default=1.0, ge=0, le=1)
+    lam: float = Field(default=1.0, ge=0, le=1)
+    train_batch_size: int = Field(default=120, gt=0, description="prompts per PPO step")
+    mini_batch_size: int = Field(default=30, gt=0)
+    ppo_epochs: int = Field(default=1, gt=0)
+    actor_lr: float = Field(default=1e-6, gt=0)
+    critic_lr: float = Field(default=1e-5, gt=0)
+    warmup_ratio: float = Field(default=0.01, ge=0, lt=1)
+    clip_ratio: float = Field(default=0.2, gt=0)
+    value_clip: float = Field(default=0.5, gt=0)
+    grad_clip: float = Field(default=1.0, gt=0)
+    entropy_coef: float = Field(default=0.001, ge=0)
+    kl_coef: float = Field(default=0.001, ge=0)
+    temperature: float = Field(default=0.6, gt=0)
+    top_p: float = Field(default=0.95, gt=0, le=1)
+    max_new_tokens_per_turn: int = Field(default=500, gt=0)
+    max_obs_tokens: int = Field(default=1400, gt=0)
+    max_context_tokens: int = Field(default=8000, gt=0)
+    total_steps: int = Field(default=20, gt=0, description="the published checkpoint is step 20 (2.4k questions)")
+    save_every: int = Field(default=5, gt=0)
+    keep_last: int = Field(default=3, gt=0)
+    zero_stage: Literal[0, 1, 2, 3] = 2
+    offload: bool = False
+    bf16: bool = True
+    gradient_checkpointing: bool = True
+
+    @model_validator(mode="after")
+    def _whole_mini_batches(self) -> PPOConfig:
+        if self.train_batch_size % self.mini_batch_size:
+            raise ValueError(
+                f"mini_batch_size ({self.mini_batch_size}) must divide train_batch_size ({self.train_batch_size}): "
+                f"set mini_batch_size to a divisor such as {_a_divisor(self.train_batch_size, self.mini_batch_size)}"
+            )
+        return self
+
+
+def _a_divisor(total: int, near: int) -> int:
+    return min((d for d in range(1, total + 1) if total % d == 0), key=lambda d: abs(d - near))
+
+
+# -- the whole run --------------------------------------------------------------------------------------
+class RunConfig(_Section):
+    name: str = Field(description="run name: labels artifacts, Prefect runs and reports")
+    seed: int = Field(default=42, description="global seed")
+    store: StoreConfig = Field(default_factory=StoreConfig)
+    world: TinyWorldConfig | None = Field(default=None, description="generate the tiny world (the embedded default dataset)")
+    tiny_models: TinyModelsConfig | None = Field(default=None, description="build tiny local models ('tiny:*' model names)")
+    corpus: CorpusConfig = Field(default_factory=CorpusConfig)
+    questions: QuestionsConfig = Field(default_factory=QuestionsConfig)
+    retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    searcher: SearcherConfig = Field(default_factory=SearcherConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    ppo: PPOConfig = Field(default_factory=PPOConfig)
+
+    @model_validator(mode="after")
+    def _tiny_references_resolve(self) -> RunConfig:
+        uses_world = [where for where, src in self._sources() if src.kind == "tiny_world"]
+        if uses_world and self.world is None:
+            raise ValueError(f"{', '.join(uses_world)} read the tiny world, but there is no `world:` section; add `world: {{}}`")
+        if self.tiny_models is not None and self.world is None:
+            raise ValueError("tiny_models are trained on the tiny world's text: add a `world:` section or remove `tiny_models:`")
+        tiny_refs = [where for where, name in self._model_names() if name.startswith("tiny:")]
+        if tiny_refs and self.tiny_models is None:
+            raise ValueError(f"{', '.join(tiny_refs)} name tiny models, but there is no `tiny_models:` section; add `tiny_models: {{}}`")
+        for where, name in self._model_names():
+            if name.startswith("tiny:") and name[5:] not in TINY_MODEL_NAMES:
+                raise ValueError(f"{where}: unknown tiny model {name!r}; use one of {['tiny:' + n for n in TINY_MODEL_NAMES]}")
+        return self
+
+    def _sources(self):
+        for i, part in enumerate(self.corpus.parts):
+            yield f"corpus.parts[{i}].source", part.source
+        for i, qa in enumerate(self.questions.sets):
+            yield f"questions.sets[{i}].source", qa.source
+
+    def _model_names(self):
+        yield "retrieval.dense.encoder", self.retrieval.dense.encoder
+        yield "generator.model", self.generator.model
+        yield "searcher.model", self.searcher.model
+
+
+TINY_MODEL_NAMES = ("searcher", "generator", "encoder", "tokenizer")

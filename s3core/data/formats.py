@@ -1,0 +1,114 @@
+"""Record formats we accept as input (DESIGN.md section 2, "Data formats": FlashRAG / Search-R1 conventions).
+
+Corpus records (one JSON object per line):
+    wiki-18:  {"id": "0", "contents": "\"Title\"\ntext"}   title = first line, surrounding quotes stripped
+    also:     {"id": ..., "title": ..., "text": ...}         (FlashRAG's other corpora, HF corpora)
+QA records:
+    FlashRAG: {"id", "question", "golden_answers": [...], "metadata"?}
+    MIRAGE:   {"question", "options": {"A": ...}, "answer": "A"}  -> options appended to the question,
+              gold = "A: option text" (the paper's medical setting)
+
+Every parse error is a `RecordError` whose message says what is wrong and what the record should look like;
+the ingest stage adds the file name and line number.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+PASSAGE_COLUMNS = ("id", "title", "text")
+QUESTION_COLUMNS = ("id", "data_source", "split", "question", "golden_answers", "metadata")
+
+
+class RecordError(ValueError):
+    """One malformed input record."""
+
+
+def parse_json_line(line: str) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise RecordError(f"not valid JSON ({err.msg} at column {err.colno})") from None
+    if not isinstance(record, dict):
+        raise RecordError(f"expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def split_wiki_contents(contents: str) -> tuple[str, str]:
+    """wiki-18 `contents` -> (title, text): first line is the title in double quotes."""
+    first, sep, rest = contents.partition("\n")
+    if not sep:
+        return "", contents.strip()
+    title = first.strip()
+    if len(title) >= 2 and title[0] == '"' and title[-1] == '"':
+        title = title[1:-1]
+    return title, rest.strip()
+
+
+def passage_from_record(record: dict[str, Any]) -> dict[str, str]:
+    """A corpus record in any accepted form -> {"id", "title", "text"}."""
+    if "id" not in record or record["id"] is None:
+        raise RecordError('missing "id"; every passage needs a unique id, e.g. {"id": "0", "contents": "\\"Title\\"\\ntext"}')
+    pid = str(record["id"])
+    if isinstance(record.get("contents"), str):
+        title, text = split_wiki_contents(record["contents"])
+    elif isinstance(record.get("text"), str):
+        title, text = str(record.get("title") or ""), record["text"].strip()
+    else:
+        raise RecordError(
+            f'passage {pid!r} has neither a string "contents" (wiki-18: "\\"Title\\"\\ntext") nor a string "text"'
+        )
+    if not text:
+        raise RecordError(f"passage {pid!r} has empty text")
+    return {"id": pid, "title": title, "text": text}
+
+
+def _answers_list(value: Any, qid: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(a, (str, int, float)) for a in value):
+        raise RecordError(f'question {qid!r}: "golden_answers" must be a non-empty list of strings, got {value!r}')
+    return [str(a) for a in value]
+
+
+def question_from_flashrag(record: dict[str, Any], data_source: str, split: str, fallback_id: str) -> dict[str, Any]:
+    """FlashRAG QA record -> our question row (metadata kept as a JSON string: its shape varies by dataset)."""
+    qid = str(record.get("id", fallback_id))
+    question = record.get("question")
+    if not isinstance(question, str) or not question.strip():
+        raise RecordError(f'question {qid!r}: "question" must be a non-empty string')
+    answers = record.get("golden_answers", record.get("answers", record.get("answer")))
+    if answers is None:
+        raise RecordError(f'question {qid!r}: missing "golden_answers" (FlashRAG format: {{"id", "question", "golden_answers": [..]}})')
+    metadata = record.get("metadata") or {}
+    return {
+        "id": qid,
+        "data_source": data_source,
+        "split": split,
+        "question": question.strip(),
+        "golden_answers": _answers_list(answers, qid),
+        "metadata": json.dumps(metadata, ensure_ascii=False, sort_keys=True, default=str),
+    }
+
+
+def question_from_mirage(record: dict[str, Any], data_source: str, split: str, qid: str) -> dict[str, Any]:
+    """MIRAGE benchmark item -> question with its options appended; gold = "<letter>: <option text>"."""
+    options = record.get("options")
+    answer = record.get("answer")
+    if not isinstance(options, dict) or not options:
+        raise RecordError(f'MIRAGE item {qid!r}: "options" must be an object like {{"A": "...", "B": "..."}}')
+    if answer not in options:
+        raise RecordError(f'MIRAGE item {qid!r}: "answer" {answer!r} is not one of the option letters {sorted(options)}')
+    question = str(record.get("question", "")).strip()
+    if not question:
+        raise RecordError(f'MIRAGE item {qid!r}: "question" must be a non-empty string')
+    listed = "\n".join(f"{letter}. {text}" for letter, text in sorted(options.items()))
+    return {
+        "id": qid,
+        "data_source": data_source,
+        "split": split,
+        "question": f"{question}\nOptions:\n{listed}",
+        "golden_answers": [f"{answer}: {options[answer]}"],
+        "metadata": json.dumps({"options": options, "answer_letter": answer}, ensure_ascii=False, sort_keys=True),
+    }

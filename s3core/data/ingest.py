@@ -1,0 +1,230 @@
+"""Ingest stage: corpus and QA sets from files, URLs or Hugging Face datasets into Parquet artifacts.
+
+Outputs (DESIGN.md section 3):
+    passages(id, title, text)                                             one artifact per corpus
+    questions(id, data_source, split, question, golden_answers, metadata)  one artifact per QA set
+
+Shards are cut by input position (every `shard_rows` non-blank input lines), so a re-run after a crash
+skips the finished shards without parsing them and produces byte-identical output. A malformed line stops
+the stage with its file and line number, or, with `on_malformed: skip`, is counted (with the first few
+examples) in the manifest's stats.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from s3core.config.schema import CorpusConfig, CorpusPart, FileSource, HFSource, QASetConfig, Source, UrlSource, WorldSource
+from s3core.data.formats import RecordError, parse_json_line, passage_from_record, question_from_flashrag, question_from_mirage
+from s3core.data.sources import SourceError, download, file_fingerprint, iter_hf_records, iter_jsonl_lines
+from s3core.store.stage import StageContext, StageResult
+
+log = logging.getLogger(__name__)
+
+PASSAGES_SCHEMA = pa.schema([("id", pa.string()), ("title", pa.string()), ("text", pa.string())])
+QUESTIONS_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("data_source", pa.string()),
+        ("split", pa.string()),
+        ("question", pa.string()),
+        ("golden_answers", pa.list_(pa.string())),
+        ("metadata", pa.string()),
+    ]
+)
+MAX_SKIP_EXAMPLES = 5
+
+
+class IngestError(ValueError):
+    """A malformed input record; the message names the source, the line and the fix."""
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    """A source reduced to something readable: a local path or a Hugging Face dataset."""
+
+    label: str  # what error messages call it: a path, URL or dataset name
+    path: Path | None = None
+    hf: HFSource | None = None
+
+
+def resolve_source(source: Source, world_dir: Path | None = None, progress: Callable | None = None) -> ResolvedSource:
+    """File -> path; URL -> downloaded (resumable) path; tiny_world -> file inside the world artifact; hf as is."""
+    if isinstance(source, FileSource):
+        return ResolvedSource(label=source.path, path=Path(source.path))
+    if isinstance(source, UrlSource):
+        return ResolvedSource(label=source.url, path=download(source.url, source.sha256, progress=progress))
+    if isinstance(source, WorldSource):
+        if world_dir is None:
+            raise SourceError("a tiny_world source needs the tiny-world artifact; run the world stage first")
+        return ResolvedSource(label=f"tiny world {source.file}", path=world_dir / source.file)
+    return ResolvedSource(label=f"hf:{source.name}", hf=source)
+
+
+def source_identity(source: Source) -> dict[str, Any]:
+    """What of a source enters the cache key: local files by fingerprint (a changed file re-ingests)."""
+    identity = source.model_dump(mode="json")
+    if isinstance(source, FileSource) and Path(source.path).exists():
+        identity["fingerprint"] = file_fingerprint(Path(source.path))
+    return identity
+
+
+# -- reading ------------------------------------------------------------------------------------------
+def iter_records(resolved: ResolvedSource, skip: int = 0) -> Iterator[tuple[int, str]]:
+    """(line or row number, raw JSON text) of a source, starting after the first `skip` records."""
+    if resolved.hf is not None:
+        hf = resolved.hf
+        yield from iter_hf_records(hf.name, hf.config, hf.split, hf.revision, skip=skip)
+        return
+    assert resolved.path is not None
+    if resolved.path.suffix == ".parquet":
+        yield from itertools.islice(_iter_parquet_rows(resolved.path), skip, None)
+        return
+    yield from itertools.islice(iter_jsonl_lines(resolved.path), skip, None)
+
+
+def _iter_parquet_rows(path: Path) -> Iterator[tuple[int, str]]:
+    if not path.exists():
+        raise SourceError(f"{path}: no such file; check the path in your config")
+    number = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+        for row in batch.to_pylist():
+            number += 1
+            yield number, json.dumps(row, ensure_ascii=False, default=str)
+
+
+def _chunks(items: Iterable, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _contiguous_prefix(finished: set[int]) -> int:
+    count = 0
+    while count in finished:
+        count += 1
+    return count
+
+
+# -- one shard ----------------------------------------------------------------------------------------
+def _parse_chunk(
+    chunk: list[tuple[int, str]],
+    parse: Callable[[dict[str, Any], int], dict[str, Any]],
+    label: str,
+    on_malformed: str,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    rows, skipped, examples = [], 0, []
+    for number, raw in chunk:
+        try:
+            rows.append(parse(parse_json_line(raw), number))
+        except RecordError as err:
+            if on_malformed == "error":
+                raise IngestError(
+                    f"{label}, line {number}: {err}. Fix the line, or set on_malformed: skip in the config to count and skip bad lines."
+                ) from None
+            skipped += 1
+            if len(examples) < MAX_SKIP_EXAMPLES:
+                examples.append(f"line {number}: {err}")
+    return rows, {"input_lines": len(chunk), "skipped": skipped, "skipped_examples": examples}
+
+
+def write_sharded(
+    ctx: StageContext,
+    records: Callable[[int], Iterator[tuple[int, str]]],
+    parse: Callable[[dict[str, Any], int], dict[str, Any]],
+    schema: pa.Schema,
+    shard_rows: int,
+    label: str,
+    on_malformed: str,
+    limit: int | None = None,
+    size_bytes: int | None = None,
+) -> StageResult:
+    """Parse records into Parquet shards of `shard_rows` input lines each, resuming after finished shards."""
+    writer = ctx.table_writer()
+    finished = writer.finished_shards()
+    start = _contiguous_prefix(finished)
+    if start:
+        log.info("%s: resuming after %d finished shards", ctx.stage, start)
+    stream = records(start * shard_rows)
+    if limit is not None:
+        stream = itertools.islice(stream, max(0, limit - start * shard_rows))
+    written, total_shards = 0, None
+    for index, chunk in enumerate(_chunks(stream, shard_rows), start=start):
+        if index in finished:
+            continue
+        rows, stats = _parse_chunk(chunk, parse, label, on_malformed)
+        writer.write_shard(index, pa.Table.from_pylist(rows, schema=schema), stats)
+        written += 1
+        if total_shards is None:
+            total_shards = _estimate_shards(size_bytes, chunk, shard_rows, limit)
+        done = (index + 1) * shard_rows
+        ctx.progress(index + 1, max(total_shards or 0, index + 1), f"{label}: {done:,} lines in {index + 1} shards")
+    return StageResult(stats={"resumed_shards": start, "written_shards": written})
+
+
+def _estimate_shards(size_bytes: int | None, chunk: list[tuple[int, str]], shard_rows: int, limit: int | None) -> int | None:
+    """Shards a source will make, guessed from its size and the first chunk's bytes per line (None: unknown)."""
+    lines = None
+    if size_bytes:
+        per_line = sum(len(raw.encode("utf-8")) for _, raw in chunk) / max(1, len(chunk))
+        lines = int(size_bytes / max(per_line, 1.0))
+    if limit is not None:
+        lines = min(lines, limit) if lines is not None else limit
+    return None if lines is None else -(-lines // shard_rows)
+
+
+# -- the two ingest stages ----------------------------------------------------------------------------
+def ingest_corpus(ctx: StageContext, cfg: CorpusConfig, part: CorpusPart, world_dir: Path | None = None) -> StageResult:
+    resolved = resolve_source(part.source, world_dir, progress=ctx.progress)
+
+    def parse(record: dict[str, Any], number: int) -> dict[str, Any]:
+        return passage_from_record(record)
+
+    result = write_sharded(
+        ctx, lambda skip: iter_records(resolved, skip), parse, PASSAGES_SCHEMA, cfg.shard_rows,
+        resolved.label, cfg.on_malformed, cfg.max_passages, _plain_file_size(resolved),
+    )
+    result.stats.update({"source": resolved.label, "part": part.name})
+    return result
+
+
+def ingest_questions(ctx: StageContext, qa: QASetConfig, shard_rows: int, world_dir: Path | None = None) -> StageResult:
+    resolved = resolve_source(qa.source, world_dir, progress=ctx.progress)
+    if qa.format == "mirage":
+        records = lambda skip: itertools.islice(_iter_mirage_items(resolved, qa.mirage_subset or ""), skip, None)  # noqa: E731
+        parse = lambda record, number: question_from_mirage(record, qa.name, qa.split, record.pop("_qid"))  # noqa: E731
+    else:
+        records = lambda skip: iter_records(resolved, skip)  # noqa: E731
+        parse = lambda record, number: question_from_flashrag(record, qa.name, qa.split, f"{qa.name}_{qa.split}_{number}")  # noqa: E731
+    result = write_sharded(ctx, records, parse, QUESTIONS_SCHEMA, shard_rows, resolved.label, qa.on_malformed, qa.limit)
+    result.stats.update({"source": resolved.label, "data_source": qa.name, "split": qa.split})
+    return result
+
+
+def _plain_file_size(resolved: ResolvedSource) -> int | None:
+    """Bytes of an uncompressed JSONL source, for progress estimates (None where it says nothing)."""
+    path = resolved.path
+    return path.stat().st_size if path is not None and path.suffix == ".jsonl" and path.exists() else None
+
+
+def _iter_mirage_items(resolved: ResolvedSource, subset: str) -> Iterator[tuple[int, str]]:
+    """MIRAGE benchmark.json: {subset: {qid: {question, options, answer}}} -> one record per question."""
+    if resolved.path is None:
+        raise SourceError("MIRAGE questions come from its benchmark.json (file or url source)")
+    try:
+        benchmark = json.loads(resolved.path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise IngestError(f"{resolved.label}: not valid JSON ({err.msg} at line {err.lineno}); expected MIRAGE's benchmark.json") from None
+    if subset not in benchmark:
+        raise IngestError(f"{resolved.label}: no subset {subset!r}; it has {sorted(benchmark)}. Fix mirage_subset in the config.")
+    for number, (qid, item) in enumerate(benchmark[subset].items(), start=1):
+        yield number, json.dumps({**item, "_qid": f"{subset}_{qid}"}, ensure_ascii=False)

@@ -1,0 +1,104 @@
+"""Configs of the tiny local models (kept apart from tiny.py so loading a run config never imports torch)."""
+
+from __future__ import annotations
+
+import pydantic
+from pydantic import ConfigDict, Field
+
+EOS_TOKEN = "<|endoftext|>"
+IM_START_TOKEN = "<|im_start|>"
+IM_END_TOKEN = "<|im_end|>"
+CAUSAL_SPECIAL_TOKENS = (EOS_TOKEN, IM_START_TOKEN, IM_END_TOKEN)
+
+
+class TinyCausalLMConfig(pydantic.BaseModel):
+    """Shape of the tiny Qwen2-style causal LMs (searcher and generator)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden_size: int = Field(default=64, ge=2, description="Width of the residual stream.")
+    num_layers: int = Field(default=2, ge=1, description="Number of decoder layers.")
+    num_heads: int = Field(default=4, ge=1, description="Number of query attention heads.")
+    num_kv_heads: int = Field(
+        default=2, ge=1, description="Number of key/value heads (grouped-query attention, as in Qwen2)."
+    )
+    intermediate_size: int = Field(default=192, ge=1, description="Width of the SwiGLU MLP.")
+    max_position_embeddings: int = Field(
+        default=2048, ge=16, description="Longest sequence (prompt + generation) the model accepts."
+    )
+    tie_word_embeddings: bool = Field(
+        default=True, description="Share the input embedding and the LM head (as Qwen2.5's small models do)."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _check_heads(self) -> TinyCausalLMConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}): "
+                f"set hidden_size to a multiple of num_heads ({self.num_heads})"
+            )
+        if (self.hidden_size // self.num_heads) % 2:
+            raise ValueError(
+                f"hidden_size / num_heads ({self.hidden_size // self.num_heads}) must be even, since rotary "
+                f"embeddings rotate pairs of channels: set hidden_size to a multiple of 2 * num_heads "
+                f"({2 * self.num_heads})"
+            )
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(
+                f"num_heads ({self.num_heads}) must be divisible by num_kv_heads ({self.num_kv_heads}): "
+                f"set num_kv_heads to a divisor of num_heads ({self.num_heads})"
+            )
+        return self
+
+
+class TinyEncoderConfig(pydantic.BaseModel):
+    """Shape of the tiny BERT-style encoder used for dense retrieval."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden_size: int = Field(default=64, ge=1, description="Width of the encoder (the embedding dimension).")
+    num_layers: int = Field(default=2, ge=1, description="Number of transformer layers.")
+    num_heads: int = Field(default=4, ge=1, description="Number of attention heads.")
+    intermediate_size: int = Field(default=192, ge=1, description="Width of the feed-forward layer.")
+    max_position_embeddings: int = Field(
+        default=512, ge=16, description="Longest input in tokens (also the tokenizer's model_max_length)."
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _check_heads(self) -> TinyEncoderConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_heads ({self.num_heads}): "
+                f"set hidden_size to a multiple of num_heads ({self.num_heads})"
+            )
+        return self
+
+
+class TinyModelsConfig(pydantic.BaseModel):
+    """Everything needed to build the tiny world's models (see ``build_tiny_models``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed: int = Field(
+        default=0, description="Seed of the searcher's weights; the generator uses seed + 1, the encoder seed + 2."
+    )
+    vocab_size: int = Field(
+        default=2048,
+        description="Vocabulary size of the BPE tokenizer (before the s3 tags are added) and of the encoder's "
+        "WordPiece tokenizer, both trained on the world's text.",
+    )
+    causal_lm: TinyCausalLMConfig = Field(
+        default_factory=TinyCausalLMConfig, description="Shape of the searcher and generator."
+    )
+    encoder: TinyEncoderConfig = Field(default_factory=TinyEncoderConfig, description="Shape of the encoder.")
+
+    @pydantic.field_validator("vocab_size")
+    @classmethod
+    def _check_vocab_size(cls, value: int) -> int:
+        minimum = 256 + len(CAUSAL_SPECIAL_TOKENS) + 1
+        if value < minimum:
+            raise ValueError(
+                f"vocab_size ({value}) leaves no room for merges: byte-level BPE starts from 256 byte symbols "
+                f"and {len(CAUSAL_SPECIAL_TOKENS)} special tokens; set vocab_size to at least {minimum}"
+            )
+        return value

@@ -1,0 +1,161 @@
+"""Running one cached, resumable stage: key -> skip if complete -> build -> manifest written last.
+
+A stage is identified by `stage_key(stage, config, inputs)`: a hash of the stage name, its config section,
+the content hashes of the input artifacts and the s3core code hash (DESIGN.md section 3). The same key
+is Prefect's cache key in `tasks/`, so the two layers agree on what "already done" means.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from s3core.store.hashing import code_hash, stable_hash
+from s3core.store.manifest import Manifest
+from s3core.store.store import ArtifactStore, TableWriter, content_hash_of, schema_to_dict
+
+log = logging.getLogger(__name__)
+
+
+class ProgressReporter(Protocol):
+    """Where long stages report progress (a Prefect progress artifact in tasks/, a log line here)."""
+
+    def __call__(self, done: float, total: float, message: str = "") -> None: ...
+
+
+def log_progress(done: float, total: float, message: str = "") -> None:
+    pct = 100.0 * done / total if total else 0.0
+    log.info("%5.1f%% %s", pct, message)
+
+
+def config_hash(config: BaseModel | Mapping[str, Any] | None) -> str:
+    return stable_hash(config if config is not None else {})
+
+
+def stage_key(stage: str, config: BaseModel | Mapping[str, Any] | None, inputs: Mapping[str, Manifest]) -> str:
+    return stable_hash(
+        {
+            "stage": stage,
+            "config": config_hash(config),
+            "inputs": {name: m.content_hash for name, m in sorted(inputs.items())},
+            "code": code_hash(),
+        }
+    )
+
+
+@dataclass
+class StageResult:
+    """What a build function hands back: stage-specific counts and timings for the manifest."""
+
+    stats: dict[str, Any] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    staging_dir: Path | None = None  # directory artifacts: the finished local folder to commit
+
+
+@dataclass
+class StageContext:
+    """Everything a build function needs: where to write, and how to report progress."""
+
+    store: ArtifactStore
+    stage: str
+    key: str
+    inputs: Mapping[str, Manifest]
+    progress: ProgressReporter = log_progress
+
+    def table_writer(self) -> TableWriter:
+        return self.store.table_writer(self.stage, self.key)
+
+    def staging_dir(self) -> Path:
+        return self.store.dir_staging(self.stage, self.key)
+
+
+@dataclass
+class StageSpec:
+    """A stage fully described before it runs: its key is known without running it (Prefect's cache key)."""
+
+    stage: str
+    config: Any
+    inputs: Mapping[str, Manifest]
+    build: Callable[[StageContext], StageResult]
+    kind: str = "table"
+
+    @property
+    def key(self) -> str:
+        return stage_key(self.stage, self.config, self.inputs)
+
+    def run(self, store: ArtifactStore, progress: ProgressReporter = log_progress) -> Manifest:
+        return run_stage(store, self.stage, self.config, self.inputs, self.build, self.kind, progress)
+
+    def completed(self, store: ArtifactStore) -> Manifest | None:
+        return store.find_complete(self.stage, self.key)
+
+
+def run_stage(
+    store: ArtifactStore,
+    stage: str,
+    config: BaseModel | Mapping[str, Any] | None,
+    inputs: Mapping[str, Manifest],
+    build: Callable[[StageContext], StageResult],
+    kind: str = "table",
+    progress: ProgressReporter = log_progress,
+) -> Manifest:
+    """Run `build` unless a complete artifact for this key exists; return the artifact's manifest."""
+    key = stage_key(stage, config, inputs)
+    if existing := store.find_complete(stage, key):
+        log.info("stage %s: complete artifact %s found, skipping", stage, key)
+        return existing
+    started = time.perf_counter()
+    context = StageContext(store=store, stage=stage, key=key, inputs=inputs, progress=progress)
+    result = build(context)
+    manifest = _finalize(store, stage, key, kind, config, inputs, result, time.perf_counter() - started)
+    store.write_manifest(manifest)
+    log.info("stage %s: wrote %s", stage, manifest.summary())
+    return manifest
+
+
+def _finalize(store, stage, key, kind, config, inputs, result: StageResult, seconds: float) -> Manifest:
+    common = dict(
+        stage=stage,
+        key=key,
+        kind=kind,
+        config_hash=config_hash(config),
+        inputs={name: m.content_hash for name, m in sorted(inputs.items())},
+        code_hash=code_hash(),
+        stats=result.stats,
+        timings={**result.timings, "total_s": round(seconds, 3)},
+    )
+    if kind == "dir":
+        if result.staging_dir is None:
+            raise ValueError(f"stage {stage}: a directory artifact must return StageResult(staging_dir=...)")
+        target, files = store.commit_dir(stage, key, result.staging_dir)
+        return Manifest(uri=store.uri_of(store.artifact_path(stage, key)), shards=files,
+                        content_hash=content_hash_of(files), **common)
+    writer = store.table_writer(stage, key)
+    shards, schema, shard_stats = writer.describe()
+    merged = merge_shard_stats(shard_stats)
+    return Manifest(
+        uri=store.uri_of(writer.path),
+        schema=schema_to_dict(schema) if schema is not None else None,
+        row_count=sum(s.rows or 0 for s in shards),
+        shards=shards,
+        content_hash=content_hash_of(shards),
+        **{**common, "stats": {**merged, **result.stats}},
+    )
+
+
+def merge_shard_stats(per_shard: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sum numeric counts across shards; keep up to 10 examples of list-valued entries."""
+    merged: dict[str, Any] = {}
+    for stats in per_shard:
+        for name, value in stats.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                merged[name] = merged.get(name, 0) + value
+            elif isinstance(value, list):
+                merged[name] = (merged.get(name, []) + value)[:10]
+    return merged

