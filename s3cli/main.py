@@ -49,12 +49,21 @@ def _print_outputs(outputs: dict[str, str], seconds: float) -> None:
 
 
 @app.command()
-def run(config: ConfigOpt = Path("configs/tiny.yaml")) -> None:
+def run(
+    config: ConfigOpt = Path("configs/tiny.yaml"),
+    force_flow: Annotated[bool, typer.Option("--force-flow", help="start the flow even if every stage is complete")] = False,
+) -> None:
     """Run the whole s3-train pipeline for CONFIG (finished stages are skipped)."""
-    _load(config)  # fail fast, before Prefect starts, on a bad config
+    from s3core.pipeline import finished_pipeline
+
+    cfg = _load(config)  # fail fast, before Prefect starts, on a bad config
+    start = time.perf_counter()
+    if not force_flow and (done := finished_pipeline(cfg)):
+        typer.echo(f"every stage of '{cfg.name}' is already complete; nothing to run (--force-flow runs the flow anyway)")
+        _print_outputs({f"{m.stage}/{m.key}": m.uri for m in done}, time.perf_counter() - start)
+        return
     from flows.train import s3_train
 
-    start = time.perf_counter()
     outputs = s3_train(config_path=str(config))
     _print_outputs(outputs, time.perf_counter() - start)
 

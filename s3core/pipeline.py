@@ -12,14 +12,18 @@ artifact, its key and its resume behaviour are the same whichever way a stage is
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 from pathlib import Path
 
 from s3core.config.schema import CorpusPart, QASetConfig, RunConfig
 from s3core.data.ingest import ingest_corpus, ingest_questions, source_identity
-from s3core.data.tiny_world import generate_world, write_world
+from s3core.data.tiny_world import generate_world, read_world_texts, write_world
 from s3core.store import ArtifactStore, Manifest, StageContext, StageResult, StageSpec
 from s3core.store.stage import ProgressReporter, log_progress
+
+
+# The s3core source each stage runs (besides s3core/store): editing other code keeps its cache valid.
+INGEST_CODE = ("data/ingest.py", "data/formats.py", "data/sources.py")
 
 
 def open_store(cfg: RunConfig) -> ArtifactStore:
@@ -38,18 +42,7 @@ def world_spec(cfg: RunConfig) -> StageSpec:
         ctx.progress(1, 1, f"tiny world: {counts}")
         return StageResult(stats=counts, staging_dir=staging)
 
-    return StageSpec("world", world_cfg, {}, build, kind="dir")
-
-
-def world_texts(world_dir: Path) -> list[str]:
-    """Every passage and question of the tiny world: the text the tiny tokenizers are trained on."""
-    texts = []
-    for name in ("corpus.jsonl", "train.jsonl", "dev.jsonl", "test.jsonl"):
-        with open(world_dir / name, encoding="utf-8") as handle:
-            for line in handle:
-                record = json.loads(line)
-                texts.append(record.get("contents") or record.get("question", ""))
-    return texts
+    return StageSpec("world", world_cfg, {}, build, kind="dir", code=("data/tiny_world.py",))
 
 
 def tiny_models_spec(cfg: RunConfig, world: Manifest) -> StageSpec:
@@ -60,14 +53,14 @@ def tiny_models_spec(cfg: RunConfig, world: Manifest) -> StageSpec:
     def build(ctx: StageContext) -> StageResult:
         from s3core.models.tiny import build_tiny_models  # torch + transformers: imported only when building
 
-        texts = world_texts(ctx.store.local_dir(ctx.inputs["world"]))
+        texts = read_world_texts(ctx.store.local_dir(ctx.inputs["world"]))
         staging = ctx.staging_dir()
         ctx.progress(0, 1, f"building tiny models from {len(texts)} texts")
         paths = build_tiny_models(texts, models_cfg, staging / "models")
         ctx.progress(1, 1, "tiny models built")
         return StageResult(stats={"models": sorted(paths)}, staging_dir=staging / "models")
 
-    return StageSpec("tiny_models", models_cfg, {"world": world}, build, kind="dir")
+    return StageSpec("tiny_models", models_cfg, {"world": world}, build, kind="dir", code=("models", "data/tiny_world.py"))
 
 
 def corpus_spec(cfg: RunConfig, part: CorpusPart, world: Manifest | None = None) -> StageSpec:
@@ -79,7 +72,7 @@ def corpus_spec(cfg: RunConfig, part: CorpusPart, world: Manifest | None = None)
     def build(ctx: StageContext) -> StageResult:
         return ingest_corpus(ctx, corpus, part, _world_dir(ctx))
 
-    return StageSpec("corpus", identity, inputs, build)
+    return StageSpec("corpus", identity, inputs, build, code=INGEST_CODE)
 
 
 def questions_spec(cfg: RunConfig, qa: QASetConfig, world: Manifest | None = None) -> StageSpec:
@@ -90,21 +83,46 @@ def questions_spec(cfg: RunConfig, qa: QASetConfig, world: Manifest | None = Non
     def build(ctx: StageContext) -> StageResult:
         return ingest_questions(ctx, qa, shard_rows, _world_dir(ctx))
 
-    return StageSpec("questions", identity, inputs, build)
+    return StageSpec("questions", identity, inputs, build, code=INGEST_CODE)
 
 
 def _world_dir(ctx: StageContext) -> Path | None:
     return ctx.store.local_dir(ctx.inputs["world"]) if "world" in ctx.inputs else None
 
 
-def prepare(store: ArtifactStore, cfg: RunConfig, progress: ProgressReporter = log_progress) -> dict[str, object]:
-    """Every data-preparation stage in order, without Prefect (what `s3agent prepare` runs)."""
-    out: dict[str, object] = {}
-    world = world_spec(cfg).run(store, progress) if cfg.world is not None else None
-    if world is not None:
-        out["world"] = world
-        if cfg.tiny_models is not None:
-            out["tiny_models"] = tiny_models_spec(cfg, world).run(store, progress)
-    out["corpus"] = [corpus_spec(cfg, part, world).run(store, progress) for part in cfg.corpus.parts]
-    out["questions"] = [questions_spec(cfg, qa, world).run(store, progress) for qa in cfg.questions.sets]
-    return out
+def walk_prepare(cfg: RunConfig, resolve: Callable[[StageSpec], Manifest | None]) -> list[Manifest] | None:
+    """The preparation stages in dependency order; `resolve` runs or looks up each one.
+
+    Returns every manifest, or None as soon as `resolve` returns None (a stage that is not complete).
+    """
+    manifests: list[Manifest] = []
+
+    def step(spec: StageSpec) -> Manifest | None:
+        manifest = resolve(spec)
+        if manifest is not None:
+            manifests.append(manifest)
+        return manifest
+
+    world = None
+    if cfg.world is not None:
+        if (world := step(world_spec(cfg))) is None:
+            return None
+        if cfg.tiny_models is not None and step(tiny_models_spec(cfg, world)) is None:
+            return None
+    specs = [corpus_spec(cfg, part, world) for part in cfg.corpus.parts]
+    specs += [questions_spec(cfg, qa, world) for qa in cfg.questions.sets]
+    for spec in specs:
+        if step(spec) is None:
+            return None
+    return manifests
+
+
+def prepare(store: ArtifactStore, cfg: RunConfig, progress: ProgressReporter = log_progress) -> list[Manifest]:
+    """Every data-preparation stage in order, without Prefect (`s3agent stage` and tests)."""
+    return walk_prepare(cfg, lambda spec: spec.run(store, progress)) or []
+
+
+def finished_pipeline(cfg: RunConfig) -> list[Manifest] | None:
+    """All manifests of the pipeline if every stage is already complete, else None. Runs nothing."""
+    store = open_store(cfg)
+    return walk_prepare(cfg, lambda spec: spec.completed(store))

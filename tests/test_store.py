@@ -147,3 +147,12 @@ def test_local_directory_artifact_verifies_files(tmp_path):
     (folder / "w.bin").write_bytes(b"\x01" * 100)
     with pytest.raises(ArtifactError, match="does not match its manifest"):
         store.local_dir(manifest, verify=True)
+
+
+def test_code_hash_covers_only_the_named_parts():
+    from s3core.store.hashing import code_hash
+
+    assert code_hash(("data/tiny_world.py",)) != code_hash(("models",)) != code_hash()
+    assert code_hash(("models",)) == code_hash(("models",))
+    with pytest.raises(ValueError, match="does not exist"):
+        code_hash(("no/such/module.py",))

@@ -157,7 +157,7 @@ def write_sharded(
     stream = records(start * shard_rows)
     if limit is not None:
         stream = itertools.islice(stream, max(0, limit - start * shard_rows))
-    written, total_shards = 0, None
+    written, total_shards, lines_done = 0, None, start * shard_rows
     for index, chunk in enumerate(_chunks(stream, shard_rows), start=start):
         if index in finished:
             continue
@@ -166,8 +166,8 @@ def write_sharded(
         written += 1
         if total_shards is None:
             total_shards = _estimate_shards(size_bytes, chunk, shard_rows, limit)
-        done = (index + 1) * shard_rows
-        ctx.progress(index + 1, max(total_shards or 0, index + 1), f"{label}: {done:,} lines in {index + 1} shards")
+        lines_done += len(chunk)
+        ctx.progress(index + 1, max(total_shards or 0, index + 1), f"{label}: {lines_done:,} lines in {index + 1} shards")
     return StageResult(stats={"resumed_shards": start, "written_shards": written})
 
 
@@ -205,7 +205,10 @@ def ingest_questions(ctx: StageContext, qa: QASetConfig, shard_rows: int, world_
     else:
         records = lambda skip: iter_records(resolved, skip)  # noqa: E731
         parse = lambda record, number: question_from_flashrag(record, qa.name, qa.split, f"{qa.name}_{qa.split}_{number}")  # noqa: E731
-    result = write_sharded(ctx, records, parse, QUESTIONS_SCHEMA, shard_rows, resolved.label, qa.on_malformed, qa.limit)
+    result = write_sharded(
+        ctx, records, parse, QUESTIONS_SCHEMA, shard_rows, resolved.label, qa.on_malformed, qa.limit,
+        _plain_file_size(resolved) if qa.format == "flashrag" else None,
+    )
     result.stats.update({"source": resolved.label, "data_source": qa.name, "split": qa.split})
     return result
 

@@ -1374,3 +1374,14 @@ def _assign_splits(chosen: dict[str, list[_Draft]], fractions: dict[str, float],
             questions.append(Question(id=f"{split}_{i}", question=draft.question, golden_answers=list(draft.answers),
                                       split=split, metadata=draft.metadata))
     return questions
+
+
+def read_world_texts(world_dir: pathlib.Path) -> list[str]:
+    """Every passage and question of the tiny world: the text the tiny tokenizers are trained on."""
+    texts = []
+    for name in ("corpus.jsonl", "train.jsonl", "dev.jsonl", "test.jsonl"):
+        with open(world_dir / name, encoding="utf-8") as handle:
+            for line in handle:
+                record = json.loads(line)
+                texts.append(record.get("contents") or record.get("question", ""))
+    return texts

@@ -30,15 +30,30 @@ def stable_hash(obj: Any, length: int = 16) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
-@functools.lru_cache(maxsize=1)
-def code_hash() -> str:
-    """Hash of every source file of s3core: a code change invalidates cached stages (coarse but safe)."""
+ALWAYS_HASHED = ("store",)  # the artifact format itself: every stage's output depends on it
+
+
+@functools.lru_cache(maxsize=None)
+def code_hash(parts: tuple[str, ...] | None = None) -> str:
+    """Hash of s3core source files: all of them, or only `parts` (paths relative to s3core/, files or folders)
+    plus the store package. A stage names the code it runs, so editing one stage's code does not invalidate
+    every other stage's cache."""
     digest = hashlib.sha256()
-    for path in sorted(_S3CORE_DIR.rglob("*")):
-        if path.suffix in _CODE_SUFFIXES and "__pycache__" not in path.parts and path.is_file():
-            digest.update(str(path.relative_to(_S3CORE_DIR)).encode())
-            digest.update(path.read_bytes())
+    for path in _source_files(parts):
+        digest.update(str(path.relative_to(_S3CORE_DIR)).encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def _source_files(parts: tuple[str, ...] | None) -> list[Path]:
+    roots = [_S3CORE_DIR] if parts is None else [_S3CORE_DIR / p for p in (*ALWAYS_HASHED, *parts)]
+    files: set[Path] = set()
+    for root in roots:
+        if not root.exists():
+            raise ValueError(f"code part {root} does not exist; fix the StageSpec's code paths (relative to s3core/)")
+        candidates = [root] if root.is_file() else root.rglob("*")
+        files.update(p for p in candidates if p.suffix in _CODE_SUFFIXES and "__pycache__" not in p.parts and p.is_file())
+    return sorted(files)
 
 
 def sha256_bytes(data: bytes) -> str:

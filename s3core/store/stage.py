@@ -38,13 +38,18 @@ def config_hash(config: BaseModel | Mapping[str, Any] | None) -> str:
     return stable_hash(config if config is not None else {})
 
 
-def stage_key(stage: str, config: BaseModel | Mapping[str, Any] | None, inputs: Mapping[str, Manifest]) -> str:
+def stage_key(
+    stage: str,
+    config: BaseModel | Mapping[str, Any] | None,
+    inputs: Mapping[str, Manifest],
+    code: tuple[str, ...] | None = None,
+) -> str:
     return stable_hash(
         {
             "stage": stage,
             "config": config_hash(config),
             "inputs": {name: m.content_hash for name, m in sorted(inputs.items())},
-            "code": code_hash(),
+            "code": code_hash(code),
         }
     )
 
@@ -84,13 +89,14 @@ class StageSpec:
     inputs: Mapping[str, Manifest]
     build: Callable[[StageContext], StageResult]
     kind: str = "table"
+    code: tuple[str, ...] | None = None  # s3core paths whose source enters the key (None: all of s3core)
 
     @property
     def key(self) -> str:
-        return stage_key(self.stage, self.config, self.inputs)
+        return stage_key(self.stage, self.config, self.inputs, self.code)
 
     def run(self, store: ArtifactStore, progress: ProgressReporter = log_progress) -> Manifest:
-        return run_stage(store, self.stage, self.config, self.inputs, self.build, self.kind, progress)
+        return run_stage(store, self.stage, self.config, self.inputs, self.build, self.kind, progress, self.code)
 
     def completed(self, store: ArtifactStore) -> Manifest | None:
         return store.find_complete(self.stage, self.key)
@@ -104,29 +110,30 @@ def run_stage(
     build: Callable[[StageContext], StageResult],
     kind: str = "table",
     progress: ProgressReporter = log_progress,
+    code: tuple[str, ...] | None = None,
 ) -> Manifest:
     """Run `build` unless a complete artifact for this key exists; return the artifact's manifest."""
-    key = stage_key(stage, config, inputs)
+    key = stage_key(stage, config, inputs, code)
     if existing := store.find_complete(stage, key):
         log.info("stage %s: complete artifact %s found, skipping", stage, key)
         return existing
     started = time.perf_counter()
     context = StageContext(store=store, stage=stage, key=key, inputs=inputs, progress=progress)
     result = build(context)
-    manifest = _finalize(store, stage, key, kind, config, inputs, result, time.perf_counter() - started)
+    manifest = _finalize(store, stage, key, kind, config, inputs, code, result, time.perf_counter() - started)
     store.write_manifest(manifest)
     log.info("stage %s: wrote %s", stage, manifest.summary())
     return manifest
 
 
-def _finalize(store, stage, key, kind, config, inputs, result: StageResult, seconds: float) -> Manifest:
+def _finalize(store, stage, key, kind, config, inputs, code, result: StageResult, seconds: float) -> Manifest:
     common = dict(
         stage=stage,
         key=key,
         kind=kind,
         config_hash=config_hash(config),
         inputs={name: m.content_hash for name, m in sorted(inputs.items())},
-        code_hash=code_hash(),
+        code_hash=code_hash(code),
         stats=result.stats,
         timings={**result.timings, "total_s": round(seconds, 3)},
     )

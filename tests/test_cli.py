@@ -1,0 +1,45 @@
+"""The `s3agent` command line: config checks, single stages, store listing and verification."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from s3cli.main import app
+
+runner = CliRunner()
+
+
+def test_config_check_accepts_shipped_configs_and_rejects_bad_ones(tmp_path, repo_root):
+    ok = runner.invoke(app, ["config", "check", *[str(p) for p in sorted((repo_root / "configs").glob("*.yaml"))]])
+    assert ok.exit_code == 0 and ok.output.count("ok ") == 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nworld: {}\nretrieval: {naive_topk: 0}\n")
+    result = runner.invoke(app, ["config", "check", str(bad)])
+    assert result.exit_code == 2 and "retrieval.naive_topk" in result.output
+
+
+def test_stage_ls_and_verify(tmp_path, shared_data):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({
+        "name": "cli", "store": {"root": str(tmp_path / "store")},
+        "corpus": {"parts": [{"name": "w", "source": {"kind": "file", "path": str(shared_data / "wiki18-sample.jsonl")}}], "shard_rows": 400},
+        "questions": {"sets": [{"name": "nq", "split": "test", "source": {"kind": "file", "path": str(shared_data / "nq-sample.jsonl")}}]},
+    }))
+    assert runner.invoke(app, ["stage", "corpus", "--config", str(config)]).exit_code == 0
+    assert runner.invoke(app, ["stage", "questions", "--config", str(config)]).exit_code == 0
+    listing = runner.invoke(app, ["store", "ls", "--config", str(config)])
+    assert "corpus" in listing.output and "1000 rows" in listing.output and "17 rows" in listing.output
+    assert runner.invoke(app, ["store", "verify", "--config", str(config)]).exit_code == 0
+
+    shard = next(Path(tmp_path / "store" / "corpus").rglob("part-00001.parquet"))
+    shard.write_bytes(shard.read_bytes()[:100])
+    result = runner.invoke(app, ["store", "verify", "--config", str(config)])
+    assert result.exit_code == 1 and "CORRUPT" in result.output and "part-00001.parquet" in result.output
+
+
+def test_unknown_stage_is_refused(repo_root):
+    result = runner.invoke(app, ["stage", "indexx", "--config", str(repo_root / "configs" / "tiny.yaml")])
+    assert result.exit_code == 2 and "unknown stage 'indexx'" in result.output

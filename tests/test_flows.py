@@ -1,0 +1,81 @@
+"""Flow tests, all under the one shared Prefect test harness (conftest.prefect_harness)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+TINY_MODELS = {"seed": 0, "vocab_size": 400, "causal_lm": {"hidden_size": 32, "num_heads": 2, "num_kv_heads": 1,
+               "intermediate_size": 64}, "encoder": {"hidden_size": 32, "num_heads": 2, "intermediate_size": 64}}
+
+
+def _small_config(tmp_path: Path) -> Path:
+    world_file = {"kind": "tiny_world"}
+    data = {
+        "name": "flowtest",
+        "store": {"root": str(tmp_path / "store")},
+        "world": {"seed": 5, "n_questions": 200},
+        "tiny_models": TINY_MODELS,
+        "corpus": {"parts": [{"name": "tiny", "source": {**world_file, "file": "corpus.jsonl"}}], "shard_rows": 700},
+        "questions": {
+            "shard_rows": 100,
+            "sets": [{"name": "tiny", "split": s, "source": {**world_file, "file": f"{s}.jsonl"}} for s in ("train", "test")],
+        },
+    }
+    path = tmp_path / "flowtest.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _task_states(flow_state) -> dict[str, str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_state.state_details.flow_run_id])))
+    return {run.name: run.state.name for run in runs}
+
+
+def test_s3_train_runs_caches_and_recovers_a_deleted_artifact(tmp_path):
+    from flows.train import s3_train
+    from s3core.config import load_config
+    from s3core.pipeline import open_store
+
+    config = _small_config(tmp_path)
+    first = s3_train(config_path=str(config), return_state=True)
+    outputs = first.result()
+    assert first.is_completed()
+    assert sorted(k.split("/")[0] for k in outputs) == ["corpus", "questions", "questions", "tiny_models", "world"]
+    store = open_store(load_config(config))
+    manifests = {m.stage + "/" + m.key: m for m in store.list_manifests()}
+    assert set(manifests) == set(outputs)
+    assert manifests[next(k for k in outputs if k.startswith("questions"))].row_count in (160, 20)
+
+    second = s3_train(config_path=str(config), return_state=True)  # artifacts complete: tasks skip, results persisted
+    assert second.result() == outputs
+    third = s3_train(config_path=str(config), return_state=True)  # now Prefect's own cache answers
+    states = _task_states(third)
+    stage_runs = {name: state for name, state in states.items() if not name.startswith("report")}
+    assert stage_runs and set(stage_runs.values()) == {"Cached"}, states
+
+    corpus_dir = Path(outputs[next(k for k in outputs if k.startswith("corpus"))])
+    shutil.rmtree(corpus_dir)
+    fourth = s3_train(config_path=str(config), return_state=True)
+    states = _task_states(fourth)
+    assert states["ingest-corpus-tiny"] == "Completed" and (corpus_dir / "manifest.json").exists()
+    assert fourth.result() == outputs  # same content, same keys
+
+
+def test_s3_prepare_reports_a_bad_config_clearly(tmp_path):
+    from flows.prepare import s3_prepare
+    from s3core.config import ConfigError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nppo: {mini_batch_size: 7}\n")
+    with pytest.raises(ConfigError, match="mini_batch_size"):
+        s3_prepare(config_path=str(bad))
