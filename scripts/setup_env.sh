@@ -14,7 +14,7 @@ VENV=.venv
 extras="dev,cpu"
 [ "${S3_GPU:-0}" = "1" ] && extras="dev,gpu"
 
-stamp_of() { cat pyproject.toml scripts/setup_env.sh | sha256sum | cut -c1-16; }
+stamp_of() { cat pyproject.toml scripts/setup_env.sh constraints/cpu.txt | sha256sum | cut -c1-16; }
 want="$(stamp_of)-$extras"
 if [ -f "$VENV/.s3-installed" ] && [ "$(cat "$VENV/.s3-installed")" = "$want" ]; then
   exit 0
@@ -35,9 +35,11 @@ for d in $("$VENV/bin/python" -m pip config list 2>/dev/null | sed -n "s/.*find-
   [ -d "$d" ] && find_links+=(--find-links "$d")
 done
 UV=("$VENV/bin/uv" pip install --python "$VENV/bin/python" "${find_links[@]}")
+# CPU: the exact versions tested here. GPU: let vLLM choose torch and its CUDA packages.
+[ "${S3_GPU:-0}" = "1" ] || UV+=(-c constraints/cpu.txt)
 
 # torch first: deepspeed's sdist imports it at build time, so it builds without isolation against ours.
-"${UV[@]}" -q "torch==2.13.0" setuptools wheel
+"${UV[@]}" -q torch setuptools wheel
 DS_BUILD_OPS=0 "${UV[@]}" -q --no-build-isolation-package deepspeed -e ".[$extras]"
 # pyserini without its unused heavy requirements (see pyproject.toml).
 "${UV[@]}" -q --no-deps "pyserini==0.25.0"
