@@ -181,3 +181,29 @@ def test_interrupted_download_resumes_with_range(tmp_path, shared_data, serve):
     store, manifest = _ingest_corpus(tmp_path, {"kind": "url", "url": f"{base}/resume.jsonl", "sha256": digest})
     assert manifest.row_count == 1000
     assert download_path(f"{base}/resume.jsonl").read_bytes() == (folder / "resume.jsonl").read_bytes()
+
+
+def test_tiny_world_served_over_http_ingests_like_the_local_files(tmp_path, serve):
+    from s3core.data.tiny_world import TinyWorldConfig, generate_world, write_world
+
+    folder = tmp_path / "www"
+    write_world(generate_world(TinyWorldConfig(seed=3, n_questions=200)), folder)
+    base = serve(folder)
+    qa = [{"name": "tiny", "split": "dev", "source": {"kind": "url", "url": f"{base}/dev.jsonl"}}]
+    cfg = _cfg(tmp_path / "store", {"kind": "url", "url": f"{base}/corpus.jsonl"}, qa_sets=qa, shard_rows=500)
+    store = ArtifactStore(cfg.store.root)
+    corpus = corpus_spec(cfg, cfg.corpus.parts[0]).run(store)
+    questions = questions_spec(cfg, cfg.questions.sets[0]).run(store)
+    local = _cfg(tmp_path / "local", {"kind": "file", "path": str(folder / "corpus.jsonl")}, shard_rows=500)
+    assert corpus.content_hash == corpus_spec(local, local.corpus.parts[0]).run(ArtifactStore(local.store.root)).content_hash
+    rows = store.read_table(questions).to_pylist()
+    assert questions.row_count == 20 and all(json.loads(r["metadata"])["supporting_ids"] for r in rows)
+
+
+def test_corpus_from_a_hugging_face_dataset_folder(tmp_path, shared_data):
+    folder = tmp_path / "hfcorpus"
+    folder.mkdir()
+    lines = (shared_data / "wiki18-sample.jsonl").read_text(encoding="utf-8").splitlines()[:50]
+    pq.write_table(pa.Table.from_pylist([json.loads(line) for line in lines]), folder / "train.parquet")
+    store, manifest = _ingest_corpus(tmp_path, {"kind": "hf", "name": str(folder), "split": "train"}, shard_rows=20)
+    assert manifest.row_count == 50 and store.read_table(manifest).column("title")[0].as_py() == "Evan Morris"
