@@ -76,8 +76,9 @@ class StageContext:
     def table_writer(self) -> TableWriter:
         return self.store.table_writer(self.stage, self.key)
 
-    def staging_dir(self) -> Path:
-        return self.store.dir_staging(self.stage, self.key)
+    def staging_dir(self, resume: bool = False) -> Path:
+        """Local folder for a directory artifact; `resume=True` keeps what a crashed attempt left there."""
+        return self.store.dir_staging(self.stage, self.key, resume=resume)
 
 
 @dataclass

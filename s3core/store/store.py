@@ -170,10 +170,15 @@ class ArtifactStore:
             )
 
     # -- directories -------------------------------------------------------------------------------
-    def dir_staging(self, stage: str, key: str) -> Path:
-        """A fresh local folder to build a directory artifact in (moved into the store by commit_dir)."""
-        staging = cache_dir() / "staging" / stage / f"{key}-{uuid.uuid4().hex[:8]}"
-        staging.mkdir(parents=True)
+    def dir_staging(self, stage: str, key: str, resume: bool = False) -> Path:
+        """The local folder a directory artifact is built in (moved into the store by commit_dir).
+
+        Its path depends only on the stage and key, so a stage that writes its work in pieces can find
+        them again after a crash (`resume=True`); otherwise leftovers of an earlier attempt are removed."""
+        staging = cache_dir() / "staging" / stage / key
+        if staging.exists() and not resume:
+            shutil.rmtree(staging)
+        staging.mkdir(parents=True, exist_ok=True)
         return staging
 
     def commit_dir(self, stage: str, key: str, staging: Path) -> tuple[str, list[ShardInfo]]:
