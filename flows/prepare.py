@@ -18,9 +18,14 @@ class PrepareOutputs(BaseModel):
     tiny_models: Manifest | None = None
     corpus: list[Manifest]
     questions: list[Manifest] = Field(default_factory=list)
+    embeddings: Manifest | None = None
+    dense_index: Manifest | None = None
+    bm25_index: Manifest | None = None
 
     def all(self) -> list[Manifest]:
-        return [m for m in (self.world, self.tiny_models) if m is not None] + self.corpus + self.questions
+        single = [self.world, self.tiny_models]
+        later = [self.embeddings, self.dense_index, self.bm25_index]
+        return [m for m in single if m] + self.corpus + self.questions + [m for m in later if m]
 
 
 def prepare_stages(cfg: RunConfig) -> PrepareOutputs:

@@ -1,6 +1,7 @@
 """`s3-train`: the whole pipeline for one setting, every stage cached and resumable.
 
-    prepare (world -> tiny models -> corpus -> questions) -> [index -> precompute -> train -> inference -> evaluate]
+    prepare (world -> tiny models -> corpus -> questions) -> index (embeddings -> dense index; BM25 index)
+    -> [precompute -> train -> inference -> evaluate]
 
 The bracketed stages arrive with later issues; this flow chains every stage that exists.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 from prefect import flow
 from flows.params import ConfigPath
 
+from flows.index import index_stages
 from flows.prepare import prepare_stages
 from s3core.config import load_config
 from tasks.report import report_artifacts_task
@@ -19,5 +21,5 @@ from tasks.report import report_artifacts_task
 def s3_train(config_path: ConfigPath = "configs/tiny.yaml") -> dict[str, str]:
     """Run every stage of the s3 pipeline for the setting in `config_path`."""
     cfg = load_config(config_path)
-    outputs = prepare_stages(cfg)
+    outputs = index_stages(cfg, prepare_stages(cfg))
     return report_artifacts_task(cfg, outputs.all(), title=f"s3-train ({cfg.name})")

@@ -5,6 +5,7 @@
     s3agent stage corpus --config ...             one stage alone, without Prefect
     s3agent config check configs/*.yaml           validate config files
     s3agent store ls / verify --config ...        list or verify (hashes, schema) the stored artifacts
+    s3agent serve retriever --config ...          the /retrieve API over the config's indexes (127.0.0.1)
     s3agent world --out DIR                       write a tiny world to a folder
 """
 
@@ -27,9 +28,11 @@ config_app = typer.Typer(no_args_is_help=True, help="Validate and show run confi
 store_app = typer.Typer(no_args_is_help=True, help="Inspect the artifact store.")
 app.add_typer(config_app, name="config")
 app.add_typer(store_app, name="store")
+serve_app = typer.Typer(no_args_is_help=True, help="Start the project's servers.")
+app.add_typer(serve_app, name="serve")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="run config YAML")]
-STAGES = ("world", "tiny-models", "corpus", "questions")
+STAGES = ("world", "tiny-models", "corpus", "questions", "index")
 
 
 def _load(path: Path):
@@ -60,7 +63,7 @@ def run(
     start = time.perf_counter()
     if not force_flow and (done := finished_pipeline(cfg)):
         typer.echo(f"every stage of '{cfg.name}' is already complete; nothing to run (--force-flow runs the flow anyway)")
-        _print_outputs({f"{m.stage}/{m.key}": m.uri for m in done}, time.perf_counter() - start)
+        _print_outputs({f"{m.stage}/{m.key}": m.uri for m in done.all()}, time.perf_counter() - start)
         return
     from flows.train import s3_train
 
@@ -84,7 +87,7 @@ def stage(
     name: Annotated[str, typer.Argument(help=f"one of {', '.join(STAGES)}")],
     config: ConfigOpt = Path("configs/tiny.yaml"),
 ) -> None:
-    """Run one stage alone, without Prefect; its inputs are found (or made) in the store first."""
+    """Run one stage alone, without Prefect; the stages it depends on are found (or made) in the store first."""
     from s3core import pipeline
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -93,20 +96,64 @@ def stage(
         raise typer.Exit(2)
     cfg = _load(config)
     store = pipeline.open_store(cfg)
-    world = pipeline.world_spec(cfg).run(store) if cfg.world is not None else None
-    if name == "world":
-        manifests = [world] if world else []
-    elif name == "tiny-models":
-        if world is None:
-            typer.echo("tiny-models needs a `world:` section in the config", err=True)
-            raise typer.Exit(2)
-        manifests = [pipeline.tiny_models_spec(cfg, world).run(store)]
-    elif name == "corpus":
-        manifests = [pipeline.corpus_spec(cfg, part, world).run(store) for part in cfg.corpus.parts]
-    else:
-        manifests = [pipeline.questions_spec(cfg, qa, world).run(store) for qa in cfg.questions.sets]
+    wanted = STAGE_ARTIFACTS[name]
+    manifests = []
+
+    def resolve(spec):
+        manifest = spec.run(store)
+        if spec.stage in wanted:
+            manifests.append(manifest)
+        return manifest
+
+    # walk up to (and including) the wanted stage: later stages are not run
+    pipeline.walk_pipeline(cfg, lambda spec: resolve(spec) if _stage_rank(spec.stage) <= _stage_rank(wanted[-1]) else None)
     for manifest in manifests:
         typer.echo(manifest.summary())
+
+
+STAGE_ARTIFACTS = {
+    "world": ("world",),
+    "tiny-models": ("tiny_models",),
+    "corpus": ("corpus",),
+    "questions": ("questions",),
+    "index": ("embeddings", "dense_index", "bm25_index"),
+}
+STAGE_ORDER = ("world", "tiny_models", "corpus", "questions", "embeddings", "dense_index", "bm25_index")
+
+
+def _stage_rank(stage: str) -> int:
+    return STAGE_ORDER.index(stage)
+
+
+@serve_app.command("retriever")
+def serve_retriever(
+    config: ConfigOpt = Path("configs/tiny.yaml"),
+    host: Annotated[str | None, typer.Option(help="bind address (default: retrieval.host, 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default: retrieval.port)")] = None,
+    index: Annotated[list[str] | None, typer.Option(help="index to serve (repeat); default: retrieval.serve")] = None,
+) -> None:
+    """Serve the config's dense and/or BM25 index over the s3 /retrieve API (indexes are built first if missing)."""
+    import os
+
+    import uvicorn
+
+    from s3core import pipeline
+    from s3core.retrieval.server import ServerLimits, create_app
+    from s3core.retrieval.stages import open_retrievers
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    cfg = _load(config)
+    store = pipeline.open_store(cfg)
+    state = pipeline.prepare(store, cfg)
+    retrievers, docs = open_retrievers(store, cfg, state.corpus, state.dense_index, state.bm25_index, state.tiny_models, index)
+    r = cfg.retrieval
+    token = os.environ.get(r.token_env) if r.token_env else None
+    if r.token_env and not token:
+        typer.echo(f"retrieval.token_env names {r.token_env}, which is not set: export it or drop token_env", err=True)
+        raise typer.Exit(2)
+    limits = ServerLimits(r.max_queries_per_request, r.max_topk, r.max_query_chars, r.batch_wait_ms, r.max_batch_queries, token)
+    typer.echo(f"serving {list(retrievers)} over {len(docs):,} passages on http://{host or r.host}:{port or r.port}")
+    uvicorn.run(create_app(retrievers, docs, limits), host=host or r.host, port=port or r.port, log_level="warning")
 
 
 @config_app.command("check")

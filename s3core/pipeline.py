@@ -8,16 +8,21 @@ artifact, its key and its resume behaviour are the same whichever way a stage is
     tiny_models   tokenizer, searcher, generator, encoder as Hugging Face folders          dir
     corpus        passages(id, title, text)                                                table, one per corpus part
     questions     questions(id, data_source, split, question, golden_answers, metadata)    table, one per QA set
+    embeddings    row, embedding of every passage (dense encoder)                          table
+    dense_index   FAISS index over the embeddings                                          dir
+    bm25_index    Lucene index (pyserini)                                                  dir
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from s3core.config.schema import CorpusPart, QASetConfig, RunConfig
 from s3core.data.ingest import ingest_corpus, ingest_questions, source_identity
 from s3core.data.tiny_world import generate_world, read_world_texts, write_world
+from s3core.retrieval.stages import bm25_index_spec, dense_index_spec, embed_spec, needs_dense
 from s3core.store import ArtifactStore, Manifest, StageContext, StageResult, StageSpec
 from s3core.store.stage import ProgressReporter, log_progress
 
@@ -90,39 +95,66 @@ def _world_dir(ctx: StageContext) -> Path | None:
     return ctx.store.local_dir(ctx.inputs["world"]) if "world" in ctx.inputs else None
 
 
-def walk_prepare(cfg: RunConfig, resolve: Callable[[StageSpec], Manifest | None]) -> list[Manifest] | None:
-    """The preparation stages in dependency order; `resolve` runs or looks up each one.
+@dataclass
+class PipelineState:
+    """The manifests of every stage so far, by name (what the next stages take as inputs)."""
+
+    world: Manifest | None = None
+    tiny_models: Manifest | None = None
+    corpus: list[Manifest] = field(default_factory=list)
+    questions: list[Manifest] = field(default_factory=list)
+    embeddings: Manifest | None = None
+    dense_index: Manifest | None = None
+    bm25_index: Manifest | None = None
+
+    def all(self) -> list[Manifest]:
+        single = [self.world, self.tiny_models]
+        later = [self.embeddings, self.dense_index, self.bm25_index]
+        return [m for m in single if m] + self.corpus + self.questions + [m for m in later if m]
+
+
+class _Incomplete(Exception):
+    """Raised inside walk_pipeline when `resolve` returns None (a stage is not complete)."""
+
+
+def walk_pipeline(cfg: RunConfig, resolve: Callable[[StageSpec], Manifest | None]) -> PipelineState | None:
+    """Every stage in dependency order; `resolve` runs or looks up each one.
 
     Returns every manifest, or None as soon as `resolve` returns None (a stage that is not complete).
+    flows/train.py wires the Prefect tasks in this same order.
     """
-    manifests: list[Manifest] = []
 
-    def step(spec: StageSpec) -> Manifest | None:
-        manifest = resolve(spec)
-        if manifest is not None:
-            manifests.append(manifest)
+    def need(spec: StageSpec) -> Manifest:
+        if (manifest := resolve(spec)) is None:
+            raise _Incomplete(spec.stage)
         return manifest
 
-    world = None
-    if cfg.world is not None:
-        if (world := step(world_spec(cfg))) is None:
-            return None
-        if cfg.tiny_models is not None and step(tiny_models_spec(cfg, world)) is None:
-            return None
-    specs = [corpus_spec(cfg, part, world) for part in cfg.corpus.parts]
-    specs += [questions_spec(cfg, qa, world) for qa in cfg.questions.sets]
-    for spec in specs:
-        if step(spec) is None:
-            return None
-    return manifests
+    state = PipelineState()
+    try:
+        if cfg.world is not None:
+            state.world = need(world_spec(cfg))
+            if cfg.tiny_models is not None:
+                state.tiny_models = need(tiny_models_spec(cfg, state.world))
+        state.corpus = [need(corpus_spec(cfg, part, state.world)) for part in cfg.corpus.parts]
+        state.questions = [need(questions_spec(cfg, qa, state.world)) for qa in cfg.questions.sets]
+        if needs_dense(cfg):
+            state.embeddings = need(embed_spec(cfg, state.corpus, state.tiny_models))
+            state.dense_index = need(dense_index_spec(cfg, state.embeddings))
+        if cfg.retrieval.bm25.enabled:
+            state.bm25_index = need(bm25_index_spec(cfg, state.corpus))
+    except _Incomplete:
+        return None
+    return state
 
 
-def prepare(store: ArtifactStore, cfg: RunConfig, progress: ProgressReporter = log_progress) -> list[Manifest]:
-    """Every data-preparation stage in order, without Prefect (`s3agent stage` and tests)."""
-    return walk_prepare(cfg, lambda spec: spec.run(store, progress)) or []
+def prepare(store: ArtifactStore, cfg: RunConfig, progress: ProgressReporter = log_progress) -> PipelineState:
+    """Every stage in order, without Prefect (`s3agent stage` and tests)."""
+    state = walk_pipeline(cfg, lambda spec: spec.run(store, progress))
+    assert state is not None  # run() always returns a manifest or raises
+    return state
 
 
-def finished_pipeline(cfg: RunConfig) -> list[Manifest] | None:
+def finished_pipeline(cfg: RunConfig) -> PipelineState | None:
     """All manifests of the pipeline if every stage is already complete, else None. Runs nothing."""
     store = open_store(cfg)
-    return walk_prepare(cfg, lambda spec: spec.completed(store))
+    return walk_pipeline(cfg, lambda spec: spec.completed(store))

@@ -22,6 +22,8 @@ def _small_config(tmp_path: Path) -> Path:
         "world": {"seed": 5, "n_questions": 200},
         "tiny_models": TINY_MODELS,
         "corpus": {"parts": [{"name": "tiny", "source": {**world_file, "file": "corpus.jsonl"}}], "shard_rows": 700},
+        "retrieval": {"dense": {"encoder": "tiny:encoder", "dtype": "float32", "batch_size": 64, "embed_shard_rows": 1000},
+                      "bm25": {"threads": 1}},
         "questions": {
             "shard_rows": 100,
             "sets": [{"name": "tiny", "split": s, "source": {**world_file, "file": f"{s}.jsonl"}} for s in ("train", "test")],
@@ -50,7 +52,8 @@ def test_s3_train_runs_caches_and_recovers_a_deleted_artifact(tmp_path):
     first = s3_train(config_path=str(config), return_state=True)
     outputs = first.result()
     assert first.is_completed()
-    assert sorted(k.split("/")[0] for k in outputs) == ["corpus", "questions", "questions", "tiny_models", "world"]
+    stages = sorted(k.split("/")[0] for k in outputs)
+    assert stages == ["bm25_index", "corpus", "dense_index", "embeddings", "questions", "questions", "tiny_models", "world"]
     store = open_store(load_config(config))
     manifests = {m.stage + "/" + m.key: m for m in store.list_manifests()}
     assert set(manifests) == set(outputs)

@@ -136,8 +136,14 @@ class DenseRetrievalConfig(_Section):
     pooling: Literal["mean", "cls"] = "mean"
     max_length: int = Field(default=256, gt=0, le=8192)
     index_type: Literal["flat", "hnsw", "ivfpq"] = Field(default="flat", description="flat = exact inner product (the paper's)")
-    batch_size: int = Field(default=512, gt=0)
-    dtype: Literal["float32", "float16", "bfloat16"] = "float16"
+    batch_size: int = Field(default=512, gt=0, description="passages per encoder forward pass")
+    dtype: Literal["float32", "float16", "bfloat16"] = Field(default="float16", description="encoder dtype on GPU (CPU always float32)")
+    device: str | None = Field(default=None, description="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    embed_shard_rows: int = Field(default=1_000_000, gt=0, description="passages per embedding shard (the unit of resume)")
+    hnsw_ef_search: int = Field(default=128, gt=0, description="HNSW search breadth (index_type hnsw)")
+    search_backend: Literal["auto", "faiss", "torch"] = Field(
+        default="auto", description="auto = faiss-gpu, else exact torch matmul+topk on CUDA, else faiss-cpu"
+    )
 
 
 class BM25Config(_Section):
@@ -154,6 +160,23 @@ class RetrievalConfig(_Section):
     naive_topk: int = Field(default=3, gt=0, description="passages in the naive-RAG context (paper: 3)")
     host: str = Field(default="127.0.0.1", description="retrieval server bind address")
     port: int = Field(default=8000, gt=0, lt=65536)
+    serve: list[Literal["dense", "bm25"]] = Field(default_factory=lambda: ["dense", "bm25"], description="indexes the server loads; the first is the default")
+    max_queries_per_request: int = Field(default=512, gt=0)
+    max_topk: int = Field(default=100, gt=0)
+    max_query_chars: int = Field(default=2048, gt=0)
+    batch_wait_ms: float = Field(default=5.0, ge=0, description="how long the server collects concurrent requests into one batch")
+    max_batch_queries: int = Field(default=512, gt=0, description="queries per micro-batch")
+    token_env: str | None = Field(default=None, description="environment variable holding a bearer token the server requires")
+
+    @model_validator(mode="after")
+    def _served_indexes_exist(self) -> RetrievalConfig:
+        if "bm25" in self.serve and not self.bm25.enabled:
+            raise ValueError("retrieval.serve lists bm25 but retrieval.bm25.enabled is false: enable it or drop it from serve")
+        if self.naive_retriever == "bm25" and not self.bm25.enabled:
+            raise ValueError("naive_retriever is bm25 but retrieval.bm25.enabled is false")
+        if not self.serve:
+            raise ValueError("retrieval.serve is empty: list at least one of dense, bm25")
+        return self
 
 
 class GeneratorConfig(_Section):

@@ -1287,15 +1287,20 @@ def _two_hop_draft(ctx, rng, entity: Entity, relation: str, bridge: Entity, fact
 
 
 def _comparison_drafts(ctx: _QuestionContext, rng: random.Random, wanted: int) -> Iterator[_Draft]:
-    """Up to wanted drafts per compared attribute, from pairs in random order (there are tens of thousands)."""
+    """Up to wanted drafts per compared attribute, from random distinct pairs (sampled, not enumerated:
+    enumerating all pairs is quadratic and took minutes for a 100k-passage world)."""
     for (kind, attr), templates in COMPARISONS.items():
         members = [e for e in ctx.entities if e.kind == kind]
-        pairs = [(i, j) for i in range(len(members)) for j in range(i + 1, len(members))]
-        rng.shuffle(pairs)
-        made = 0
-        for i, j in pairs:
-            if made == wanted:
-                break
+        if len(members) < 2:
+            continue
+        tried: set[tuple[int, int]] = set()
+        made, budget = 0, 50 * wanted + 100
+        while made < wanted and budget > 0 and len(tried) < len(members) * (len(members) - 1) // 2:
+            budget -= 1
+            i, j = sorted(rng.sample(range(len(members)), 2))
+            if (i, j) in tried:
+                continue
+            tried.add((i, j))
             draft = _comparison_draft(ctx, rng, members[i], members[j], attr, templates)
             if draft is not None:
                 made += 1

@@ -74,6 +74,75 @@ class TinyEncoderConfig(pydantic.BaseModel):
         return self
 
 
+class EncoderTrainingConfig(pydantic.BaseModel):
+    """Contrastive training of the tiny encoder on the tiny world's train split (s3core.models.encoder_training).
+
+    The defaults keep training to about half a minute on 2 CPU cores with the default encoder shape.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(
+        default=True,
+        description="Train the encoder after building it (needs the world folder); false keeps it random-init.",
+    )
+    steps: int = Field(default=300, description="Optimizer steps (one batch of pairs each).")
+    batch_size: int = Field(
+        default=64, description="Pairs per step; every other passage of the batch is a negative for a query."
+    )
+    lr: float = Field(default=1e-3, description="Peak AdamW learning rate, reached after the warm-up.")
+    warmup_fraction: float = Field(
+        default=0.1, description="Share of the steps with a linear warm-up from 0 to lr; the rest decays to 0."
+    )
+    temperature: float = Field(
+        default=0.05, description="Softmax temperature of the InfoNCE loss over cosine similarities."
+    )
+    max_length: int = Field(default=128, description="Inputs are truncated to this many tokens while training.")
+    seed: int = Field(default=0, description="Seed of the pair order and of dropout; the same seed gives the same weights.")
+    query_prefix: str = Field(
+        default="query: ", description="Put before every question (match retrieval.dense.query_prefix)."
+    )
+    passage_prefix: str = Field(
+        default="passage: ", description="Put before every passage (match retrieval.dense.passage_prefix)."
+    )
+    title_pairs: bool = Field(
+        default=True,
+        description="Also train on (entity title -> each of its passages) pairs from the corpus, which teaches "
+        "the encoder every entity name, not only those the train questions mention.",
+    )
+
+    @pydantic.field_validator("steps", "max_length")
+    @classmethod
+    def _positive(cls, value: int, info: pydantic.ValidationInfo) -> int:
+        if value < 1:
+            raise ValueError(f"{info.field_name} must be at least 1 (got {value}); set a positive count")
+        return value
+
+    @pydantic.field_validator("batch_size")
+    @classmethod
+    def _has_negatives(cls, value: int) -> int:
+        if value < 2:
+            raise ValueError(
+                f"batch_size ({value}) leaves no in-batch negatives: the other pairs of a batch are the "
+                "negatives, so set batch_size to at least 2 (e.g. 64)"
+            )
+        return value
+
+    @pydantic.field_validator("lr", "temperature")
+    @classmethod
+    def _strictly_positive(cls, value: float, info: pydantic.ValidationInfo) -> float:
+        if not value > 0:
+            raise ValueError(f"{info.field_name} must be > 0 (got {value}); e.g. lr 1e-3, temperature 0.05")
+        return value
+
+    @pydantic.field_validator("warmup_fraction")
+    @classmethod
+    def _fraction(cls, value: float) -> float:
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"warmup_fraction must be in [0, 1) (got {value}); e.g. 0.1 for a 10% warm-up")
+        return value
+
+
 class TinyModelsConfig(pydantic.BaseModel):
     """Everything needed to build the tiny world's models (see ``build_tiny_models``)."""
 
@@ -91,6 +160,11 @@ class TinyModelsConfig(pydantic.BaseModel):
         default_factory=TinyCausalLMConfig, description="Shape of the searcher and generator."
     )
     encoder: TinyEncoderConfig = Field(default_factory=TinyEncoderConfig, description="Shape of the encoder.")
+    encoder_training: EncoderTrainingConfig = Field(
+        default_factory=EncoderTrainingConfig,
+        description="Contrastive training of the encoder on the world's train questions, so dense retrieval on the "
+        "tiny world works; needs the world folder (build_tiny_models(..., world_dir=...)).",
+    )
 
     @pydantic.field_validator("vocab_size")
     @classmethod
@@ -102,3 +176,13 @@ class TinyModelsConfig(pydantic.BaseModel):
                 f"and {len(CAUSAL_SPECIAL_TOKENS)} special tokens; set vocab_size to at least {minimum}"
             )
         return value
+
+    @pydantic.model_validator(mode="after")
+    def _training_fits_the_encoder(self) -> TinyModelsConfig:
+        longest = self.encoder.max_position_embeddings
+        if self.encoder_training.max_length > longest:
+            raise ValueError(
+                f"encoder_training.max_length ({self.encoder_training.max_length}) exceeds the encoder's "
+                f"max_position_embeddings ({longest}): set encoder_training.max_length to at most {longest}"
+            )
+        return self

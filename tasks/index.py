@@ -1,0 +1,28 @@
+"""Tasks of the index-build stages: passage embeddings, the dense (FAISS) index and the BM25 index."""
+
+from __future__ import annotations
+
+from prefect import task
+
+from s3core.config import RunConfig
+from s3core.retrieval.stages import bm25_index_spec, dense_index_spec, embed_spec
+from s3core.store import Manifest
+from tasks.common import run_spec_in_task, spec_cache_key
+
+
+@task(name="embed-passages", cache_key_fn=spec_cache_key(lambda cfg, corpus, tiny_models=None: embed_spec(cfg, corpus, tiny_models)), persist_result=True)
+def embed_task(cfg: RunConfig, corpus: list[Manifest], tiny_models: Manifest | None = None) -> Manifest:
+    """Encode every passage with the dense encoder (sharded, resumable)."""
+    return run_spec_in_task(embed_spec(cfg, corpus, tiny_models), cfg)
+
+
+@task(name="dense-index", cache_key_fn=spec_cache_key(lambda cfg, embeddings: dense_index_spec(cfg, embeddings)), persist_result=True)
+def dense_index_task(cfg: RunConfig, embeddings: Manifest) -> Manifest:
+    """Build the FAISS index (flat, HNSW or IVF-PQ) over the passage embeddings."""
+    return run_spec_in_task(dense_index_spec(cfg, embeddings), cfg)
+
+
+@task(name="bm25-index", cache_key_fn=spec_cache_key(lambda cfg, corpus: bm25_index_spec(cfg, corpus)), persist_result=True)
+def bm25_index_task(cfg: RunConfig, corpus: list[Manifest]) -> Manifest:
+    """Build the Lucene BM25 index with pyserini."""
+    return run_spec_in_task(bm25_index_spec(cfg, corpus), cfg)
