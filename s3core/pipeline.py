@@ -61,11 +61,12 @@ def tiny_models_spec(cfg: RunConfig, world: Manifest) -> StageSpec:
         texts = read_world_texts(ctx.store.local_dir(ctx.inputs["world"]))
         staging = ctx.staging_dir()
         ctx.progress(0, 1, f"building tiny models from {len(texts)} texts")
-        paths = build_tiny_models(texts, models_cfg, staging / "models")
+        paths = build_tiny_models(texts, models_cfg, staging / "models",
+                                  world_dir=ctx.store.local_dir(ctx.inputs["world"]))
         ctx.progress(1, 1, "tiny models built")
         return StageResult(stats={"models": sorted(paths)}, staging_dir=staging / "models")
 
-    return StageSpec("tiny_models", models_cfg, {"world": world}, build, kind="dir", code=("models", "data/tiny_world.py"))
+    return StageSpec("tiny_models", models_cfg, {"world": world}, build, kind="dir", code=("models", "data/tiny_world.py", "retrieval/encoder.py"))
 
 
 def corpus_spec(cfg: RunConfig, part: CorpusPart, world: Manifest | None = None) -> StageSpec:

@@ -4,7 +4,9 @@ No weights can be downloaded on our machines, so the tiny world carries its own 
 tokenizer trained on the world's text, two small causal LMs (the "searcher" that RL trains and the frozen
 "generator"), and a small BERT-style encoder for dense retrieval. They exist so that every stage of the
 pipeline (retrieval, rollouts, the generator's reward, training, evaluation) runs end to end on 2 CPU cores
-in minutes. They are random-init: numbers they produce say nothing about the quality of a method.
+in minutes. The causal LMs are random-init: numbers they produce say nothing about the quality of a method.
+Given the world folder, the encoder is then trained contrastively on the world's train questions
+(``s3core.models.encoder_training``), so dense retrieval on the tiny world is a real, if small, retriever.
 
 They follow the real models' formats on purpose, so downstream code has a single loading path:
 - the causal LMs are ``Qwen2ForCausalLM`` folders (the s3 searcher is Qwen2.5-7B-Instruct) with a ChatML
@@ -20,12 +22,14 @@ How they differ from the real ones, and why:
   several tokens, so downstream code must never rely on a tag being one token;
 - the chat template is plain ChatML, without Qwen2.5's default system prompt and tool-calling branches;
 - WordPiece training is made deterministic (see ``_train_wordpiece``): the same texts and seeds give
-  byte-identical folders, so cached stages downstream can key on them.
+  byte-identical folders, so cached stages downstream can key on them. For the same reason models.json
+  records the encoder training's losses but not its wall-clock time (that goes to the log).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import shutil
@@ -51,15 +55,19 @@ from transformers import (
     Qwen2Tokenizer,
 )
 
+from s3core.models.encoder_training import train_encoder, training_pairs
 from s3core.models.tiny_config import (  # re-exported: the configs live apart from torch
     CAUSAL_SPECIAL_TOKENS,
     EOS_TOKEN,
     IM_END_TOKEN,
     IM_START_TOKEN,
+    EncoderTrainingConfig,
     TinyCausalLMConfig,
     TinyEncoderConfig,
     TinyModelsConfig,
 )
+
+log = logging.getLogger(__name__)
 
 
 # The s3 protocol tags: the searcher writes <think>, <query>, <important_info>, <search_complete>; the
@@ -280,24 +288,36 @@ def _describe_model(folder: Path, architecture: str, seed: int) -> dict:
     }
 
 
-def _describe(root: Path, cfg: TinyModelsConfig) -> dict:
-    """The content of models.json: folders, parameter counts, vocab sizes, seeds and the config."""
+def _describe(root: Path, cfg: TinyModelsConfig, encoder_training: dict | None) -> dict:
+    """The content of models.json: folders, parameter counts, vocab sizes, seeds, the encoder's training
+    (None when it stayed random-init) and the config."""
     models = {
         "searcher": _describe_model(root / "searcher", "Qwen2ForCausalLM", cfg.seed),
         "generator": _describe_model(root / "generator", "Qwen2ForCausalLM", cfg.seed + 1),
-        "encoder": _describe_model(root / "encoder", "BertModel", cfg.seed + 2),
+        "encoder": {**_describe_model(root / "encoder", "BertModel", cfg.seed + 2), "training": encoder_training},
     }
     tokenizer = {"path": "tokenizer", "vocab_size": models["searcher"]["vocab_size"], "s3_tags": list(S3_TAGS)}
     return {"tokenizer": tokenizer, "models": models, "config": cfg.model_dump()}
 
 
-def _build_all(texts: list[str], cfg: TinyModelsConfig, root: Path) -> None:
-    """Build tokenizer, searcher, generator and encoder under root, then models.json (written last)."""
+def _train_encoder_on_world(encoder_dir: Path, world_dir: Path, cfg: EncoderTrainingConfig) -> dict:
+    """Train the encoder folder on the world's train split; the stats models.json keeps (no wall-clock time)."""
+    stats = train_encoder(encoder_dir, training_pairs(world_dir, cfg.title_pairs), cfg)
+    log.info("tiny encoder trained on %s: %s", world_dir, stats)
+    return {name: value for name, value in stats.items() if name != "seconds"}
+
+
+def _build_all(texts: list[str], cfg: TinyModelsConfig, root: Path, world_dir: Path | None) -> None:
+    """Build tokenizer, searcher, generator and encoder under root (training the encoder on world_dir's train
+    split when given and enabled), then models.json (written last)."""
     train_tokenizer(texts, cfg.vocab_size, root / "tokenizer")
     build_causal_lm(root / "tokenizer", cfg.causal_lm, cfg.seed, root / "searcher")
     build_causal_lm(root / "tokenizer", cfg.causal_lm, cfg.seed + 1, root / "generator")
     build_encoder(texts, cfg.encoder, cfg.seed + 2, cfg.vocab_size, root / "encoder")
-    description = _describe(root, cfg)
+    encoder_training = None
+    if world_dir is not None and cfg.encoder_training.enabled:
+        encoder_training = _train_encoder_on_world(root / "encoder", Path(world_dir), cfg.encoder_training)
+    description = _describe(root, cfg, encoder_training)
     (root / MODELS_JSON).write_text(json.dumps(description, indent=2) + "\n")
 
 
@@ -312,9 +332,13 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
     shutil.rmtree(old)
 
 
-def build_tiny_models(texts: list[str], cfg: TinyModelsConfig, out_dir: Path) -> dict[str, str]:
+def build_tiny_models(
+    texts: list[str], cfg: TinyModelsConfig, out_dir: Path, world_dir: Path | None = None
+) -> dict[str, str]:
     """Build the tiny world's tokenizer, searcher, generator and encoder into out_dir.
 
+    With world_dir (a tiny world folder) and cfg.encoder_training.enabled, the encoder is then trained on the
+    world's train questions (never dev or test); without it the encoder stays random-init.
     Everything is written into a temporary sibling folder that is renamed to out_dir at the end, so out_dir
     either holds a complete set (with models.json) or is untouched. Returns the folders' paths by name.
     """
@@ -322,7 +346,7 @@ def build_tiny_models(texts: list[str], cfg: TinyModelsConfig, out_dir: Path) ->
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
     try:
-        _build_all(texts, cfg, staging)
+        _build_all(texts, cfg, staging, world_dir)
         _move_into_place(staging, out_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -86,11 +86,11 @@ class EncoderTrainingConfig(pydantic.BaseModel):
         default=True,
         description="Train the encoder after building it (needs the world folder); false keeps it random-init.",
     )
-    steps: int = Field(default=300, description="Optimizer steps (one batch of pairs each).")
+    steps: int = Field(default=250, description="Optimizer steps (one batch of pairs each).")
     batch_size: int = Field(
         default=64, description="Pairs per step; every other passage of the batch is a negative for a query."
     )
-    lr: float = Field(default=1e-3, description="Peak AdamW learning rate, reached after the warm-up.")
+    lr: float = Field(default=2e-3, description="Peak AdamW learning rate, reached after the warm-up.")
     warmup_fraction: float = Field(
         default=0.1, description="Share of the steps with a linear warm-up from 0 to lr; the rest decays to 0."
     )
@@ -98,7 +98,9 @@ class EncoderTrainingConfig(pydantic.BaseModel):
         default=0.05, description="Softmax temperature of the InfoNCE loss over cosine similarities."
     )
     max_length: int = Field(default=128, description="Inputs are truncated to this many tokens while training.")
-    seed: int = Field(default=0, description="Seed of the pair order and of dropout; the same seed gives the same weights.")
+    seed: int = Field(
+        default=0, description="Seed of the pair order and of torch's RNG while training; same seed, same weights."
+    )
     query_prefix: str = Field(
         default="query: ", description="Put before every question (match retrieval.dense.query_prefix)."
     )
@@ -132,7 +134,7 @@ class EncoderTrainingConfig(pydantic.BaseModel):
     @classmethod
     def _strictly_positive(cls, value: float, info: pydantic.ValidationInfo) -> float:
         if not value > 0:
-            raise ValueError(f"{info.field_name} must be > 0 (got {value}); e.g. lr 1e-3, temperature 0.05")
+            raise ValueError(f"{info.field_name} must be > 0 (got {value}); e.g. lr 2e-3, temperature 0.05")
         return value
 
     @pydantic.field_validator("warmup_fraction")
