@@ -23,22 +23,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from s3core.config import parse_config
-from s3core.data.formats import passage_from_record
+from s3core.data.formats import passage_from_record, write_repeated_corpus
 from s3core.pipeline import corpus_spec
 from s3core.store import ArtifactStore
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def build_corpus(sample: Path, copies: int, out: Path) -> int:
-    lines = sample.read_text(encoding="utf-8").splitlines()
-    with open(out, "w", encoding="utf-8") as handle:
-        for copy in range(copies):
-            for line in lines:
-                record = json.loads(line)
-                record["id"] = f"{copy}-{record['id']}"
-                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return copies * len(lines)
 
 
 def baseline(path: Path, out: Path) -> float:
@@ -66,7 +55,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="s3-bench-ingest-") as tmp:
         tmp = Path(tmp)
         corpus = tmp / "corpus.jsonl"
-        n = build_corpus(args.sample, args.copies, corpus)
+        n = write_repeated_corpus(args.sample, args.copies, corpus)
         cfg = parse_config({"name": "bench", "store": {"root": str(tmp / "store")},
                             "corpus": {"parts": [{"name": "b", "source": {"kind": "file", "path": str(corpus)}}],
                                        "shard_rows": args.shard_rows}})

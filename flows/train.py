@@ -9,9 +9,9 @@ The bracketed stages arrive with later issues; this flow chains every stage that
 from __future__ import annotations
 
 from prefect import flow
-from flows.params import ConfigPath
 
 from flows.index import index_stages
+from flows.params import ConfigPath
 from flows.prepare import prepare_stages
 from s3core.config import load_config
 from tasks.report import report_artifacts_task

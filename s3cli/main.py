@@ -32,7 +32,7 @@ serve_app = typer.Typer(no_args_is_help=True, help="Start the project's servers.
 app.add_typer(serve_app, name="serve")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="run config YAML")]
-STAGES = ("world", "tiny-models", "corpus", "questions", "index")
+STAGES = ("world", "tiny-models", "corpus", "questions", "index", "retrieval-eval")
 
 
 def _load(path: Path):
@@ -117,8 +117,9 @@ STAGE_ARTIFACTS = {
     "corpus": ("corpus",),
     "questions": ("questions",),
     "index": ("embeddings", "dense_index", "bm25_index"),
+    "retrieval-eval": ("retrieval_eval",),
 }
-STAGE_ORDER = ("world", "tiny_models", "corpus", "questions", "embeddings", "dense_index", "bm25_index")
+STAGE_ORDER = ("world", "tiny_models", "corpus", "questions", "embeddings", "dense_index", "bm25_index", "retrieval_eval")
 
 
 def _stage_rank(stage: str) -> int:

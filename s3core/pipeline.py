@@ -11,6 +11,7 @@ artifact, its key and its resume behaviour are the same whichever way a stage is
     embeddings    row, embedding of every passage (dense encoder)                          table
     dense_index   FAISS index over the embeddings                                          dir
     bm25_index    Lucene index (pyserini)                                                  dir
+    retrieval_eval  recall@k of each index on each non-train QA set                        table
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from s3core.config.schema import CorpusPart, QASetConfig, RunConfig
 from s3core.data.ingest import ingest_corpus, ingest_questions, source_identity
 from s3core.data.tiny_world import generate_world, read_world_texts, write_world
-from s3core.retrieval.stages import bm25_index_spec, dense_index_spec, embed_spec, needs_dense
+from s3core.retrieval.stages import bm25_index_spec, dense_index_spec, embed_spec, needs_dense, retrieval_eval_spec
 from s3core.store import ArtifactStore, Manifest, StageContext, StageResult, StageSpec
 from s3core.store.stage import ProgressReporter, log_progress
 
@@ -107,10 +108,11 @@ class PipelineState:
     embeddings: Manifest | None = None
     dense_index: Manifest | None = None
     bm25_index: Manifest | None = None
+    retrieval_eval: Manifest | None = None
 
     def all(self) -> list[Manifest]:
         single = [self.world, self.tiny_models]
-        later = [self.embeddings, self.dense_index, self.bm25_index]
+        later = [self.embeddings, self.dense_index, self.bm25_index, self.retrieval_eval]
         return [m for m in single if m] + self.corpus + self.questions + [m for m in later if m]
 
 
@@ -143,6 +145,9 @@ def walk_pipeline(cfg: RunConfig, resolve: Callable[[StageSpec], Manifest | None
             state.dense_index = need(dense_index_spec(cfg, state.embeddings))
         if cfg.retrieval.bm25.enabled:
             state.bm25_index = need(bm25_index_spec(cfg, state.corpus))
+        if any(m.stats.get("split") != "train" for m in state.questions):
+            state.retrieval_eval = need(retrieval_eval_spec(
+                cfg, state.corpus, state.questions, state.dense_index, state.bm25_index, state.tiny_models))
     except _Incomplete:
         return None
     return state

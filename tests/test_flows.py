@@ -53,7 +53,7 @@ def test_s3_train_runs_caches_and_recovers_a_deleted_artifact(tmp_path):
     outputs = first.result()
     assert first.is_completed()
     stages = sorted(k.split("/")[0] for k in outputs)
-    assert stages == ["bm25_index", "corpus", "dense_index", "embeddings", "questions", "questions", "tiny_models", "world"]
+    assert stages == ["bm25_index", "corpus", "dense_index", "embeddings", "questions", "questions", "retrieval_eval", "tiny_models", "world"]
     store = open_store(load_config(config))
     manifests = {m.stage + "/" + m.key: m for m in store.list_manifests()}
     assert set(manifests) == set(outputs)

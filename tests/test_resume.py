@@ -3,7 +3,6 @@ output, without rewriting the shards it had finished."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -14,22 +13,12 @@ from pathlib import Path
 import yaml
 
 from s3core.config import load_config
+from s3core.data.formats import write_repeated_corpus
 from s3core.pipeline import corpus_spec
 from s3core.store import ArtifactStore
 
 SHARD_ROWS = 500
 COPIES = 120  # 120 x 1,000 passages = 120,000 lines, 240 shards: long enough to kill midway
-
-
-def _big_corpus(shared_data: Path, path: Path) -> int:
-    lines = (shared_data / "wiki18-sample.jsonl").read_text(encoding="utf-8").splitlines()
-    with open(path, "w", encoding="utf-8") as out:
-        for copy in range(COPIES):
-            for line in lines:
-                record = json.loads(line)
-                record["id"] = f"{copy}-{record['id']}"
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return COPIES * len(lines)
 
 
 def _config(tmp_path: Path, corpus: Path, store: Path) -> Path:
@@ -46,7 +35,7 @@ def _shards(store: Path) -> list[Path]:
 
 def test_killed_ingest_resumes_without_redoing_finished_shards(tmp_path, shared_data, repo_root):
     corpus = tmp_path / "big.jsonl"
-    total = _big_corpus(shared_data, corpus)
+    total = write_repeated_corpus(shared_data / "wiki18-sample.jsonl", COPIES, corpus)
     store = tmp_path / "killed"
     config = _config(tmp_path, corpus, store)
     cmd = [sys.executable, "-m", "s3cli.main", "stage", "corpus", "--config", str(config)]

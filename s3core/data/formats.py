@@ -15,6 +15,7 @@ the ingest stage adds the file name and line number.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 PASSAGE_COLUMNS = ("id", "title", "text")
@@ -112,3 +113,17 @@ def question_from_mirage(record: dict[str, Any], data_source: str, split: str, q
         "golden_answers": [f"{answer}: {options[answer]}"],
         "metadata": json.dumps({"options": options, "answer_letter": answer}, ensure_ascii=False, sort_keys=True),
     }
+
+
+def write_repeated_corpus(sample: str | Path, copies: int, out: str | Path) -> int:
+    """Scale a wiki-18-format sample up by writing it `copies` times with ids made unique ("<copy>-<id>").
+
+    For benchmarks and resume tests that need a large corpus in the real format; returns the line count."""
+    lines = Path(sample).read_text(encoding="utf-8").splitlines()
+    with open(out, "w", encoding="utf-8") as handle:
+        for copy in range(copies):
+            for line in lines:
+                record = json.loads(line)
+                record["id"] = f"{copy}-{record['id']}"
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return copies * len(lines)

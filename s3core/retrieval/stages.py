@@ -1,8 +1,9 @@
 """The index-build stages (DESIGN.md section 3): embeddings -> dense index, and the BM25 index.
 
-    embeddings    row, embedding (float16) of every passage      table, resumable by shard
-    dense_index   index.faiss + meta.json (flat / hnsw / ivfpq)  dir
-    bm25_index    Lucene index + meta.json                       dir
+    embeddings      row, embedding (float16) of every passage      table, resumable by shard
+    dense_index     index.faiss + meta.json (flat / hnsw / ivfpq)  dir
+    bm25_index      Lucene index + meta.json                       dir
+    retrieval_eval  recall@k per index and non-train QA set        table
 
 Row i of every index is row i of the DocStore made from the corpus artifacts in `corpus.parts` order, so
 hits need no id map. Loading the indexes back for search is `open_retrievers`.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+
+import pyarrow as pa
 
 from s3core.config.schema import RunConfig
 from s3core.models.resolve import is_tiny, resolve_model_path
@@ -23,6 +26,8 @@ BM25_CODE = ("retrieval/base.py", "retrieval/bm25.py")
 # Fields of DenseRetrievalConfig that change the embeddings (the device does not, beyond rounding).
 EMBEDDING_FIELDS = ("encoder", "query_prefix", "passage_prefix", "pooling", "max_length", "dtype", "batch_size", "embed_shard_rows")
 # (batch_size: length-sorted batches change padding, which moves fp16 results by rounding)
+RETRIEVAL_EVAL_SCHEMA = pa.schema([("index", pa.string()), ("data_source", pa.string()), ("split", pa.string()),
+                                   ("questions", pa.int64()), ("metric", pa.string()), ("value", pa.float64())])
 INDEX_FIELDS = ("index_type",)  # hnsw_ef_search is a search-time setting, applied at load
 
 
@@ -131,3 +136,41 @@ def open_retrievers(
         else:
             raise ValueError(f"unknown index {name!r}; use dense or bm25")
     return retrievers, docs
+
+
+def retrieval_eval_spec(
+    cfg: RunConfig,
+    corpus: Sequence[Manifest],
+    questions: Sequence[Manifest],
+    dense_index: Manifest | None,
+    bm25_index: Manifest | None,
+    tiny_models: Manifest | None,
+    ks: tuple[int, ...] = (1, 5, 20),
+) -> StageSpec:
+    """Recall@k of every built index on every non-train QA set: the first use of the indexes in s3-train,
+    and the number to watch when changing the encoder or the corpus."""
+    inputs = {**_corpus_inputs(corpus), **{f"questions/{i:03d}": m for i, m in enumerate(questions) if m.stats.get("split") != "train"}}
+    inputs.update({name: m for name, m in (("dense_index", dense_index), ("bm25_index", bm25_index), ("tiny_models", tiny_models)) if m})
+    served = [name for name in ("dense", "bm25") if f"{name}_index" in inputs]
+
+    def build(ctx: StageContext) -> StageResult:
+        from s3core.retrieval.metrics import evaluate_retriever
+
+        retrievers, docs = open_retrievers(
+            ctx.store, cfg, _corpus_of(ctx), ctx.inputs.get("dense_index"), ctx.inputs.get("bm25_index"), ctx.inputs.get("tiny_models"), served
+        )
+        rows = []
+        sets = [m for name, m in sorted(ctx.inputs.items()) if name.startswith("questions/")]
+        for done, manifest in enumerate(sets):
+            table = ctx.store.read_table(manifest).to_pylist()
+            for name, retriever in retrievers.items():
+                for metric, value in evaluate_retriever(retriever, docs, table, ks).items():
+                    rows.append({"index": name, "data_source": manifest.stats["data_source"], "split": manifest.stats["split"],
+                                 "questions": len(table), "metric": metric, "value": value})
+            ctx.progress(done + 1, len(sets), f"retrieval recall on {manifest.stats['data_source']}/{manifest.stats['split']}")
+        ctx.table_writer().write_shard(0, pa.Table.from_pylist(rows, schema=RETRIEVAL_EVAL_SCHEMA))
+        return StageResult()
+
+    identity = {"ks": list(ks), "indexes": served, "dense_ef_search": cfg.retrieval.dense.hnsw_ef_search,
+                "bm25": cfg.retrieval.bm25.model_dump(mode="json", include={"k1", "b"})}
+    return StageSpec("retrieval_eval", identity, inputs, build, code=("retrieval", "reward/span.py"))
