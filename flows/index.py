@@ -5,7 +5,12 @@ from __future__ import annotations
 from s3core.config import RunConfig
 from s3core.pipeline import PipelineState
 from s3core.retrieval.stages import needs_dense
-from tasks.index import bm25_index_task, dense_index_task, embed_task, retrieval_eval_task
+from tasks.index import (
+    bm25_index_task,
+    dense_index_task,
+    embed_task,
+    retrieval_eval_task,
+)
 
 
 def index_stages(cfg: RunConfig, prepared: PipelineState) -> PipelineState:

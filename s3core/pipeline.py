@@ -23,10 +23,15 @@ from pathlib import Path
 from s3core.config.schema import CorpusPart, QASetConfig, RunConfig
 from s3core.data.ingest import ingest_corpus, ingest_questions, source_identity
 from s3core.data.tiny_world import generate_world, read_world_texts, write_world
-from s3core.retrieval.stages import bm25_index_spec, dense_index_spec, embed_spec, needs_dense, retrieval_eval_spec
+from s3core.retrieval.stages import (
+    bm25_index_spec,
+    dense_index_spec,
+    embed_spec,
+    needs_dense,
+    retrieval_eval_spec,
+)
 from s3core.store import ArtifactStore, Manifest, StageContext, StageResult, StageSpec
 from s3core.store.stage import ProgressReporter, log_progress
-
 
 # The s3core source each stage runs (besides s3core/store): editing other code keeps its cache valid.
 INGEST_CODE = ("data/ingest.py", "data/formats.py", "data/sources.py")
@@ -57,7 +62,9 @@ def tiny_models_spec(cfg: RunConfig, world: Manifest) -> StageSpec:
     models_cfg = cfg.tiny_models
 
     def build(ctx: StageContext) -> StageResult:
-        from s3core.models.tiny import build_tiny_models  # torch + transformers: imported only when building
+        from s3core.models.tiny import (
+            build_tiny_models,  # torch + transformers: imported only when building
+        )
 
         texts = read_world_texts(ctx.store.local_dir(ctx.inputs["world"]))
         staging = ctx.staging_dir()

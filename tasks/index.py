@@ -6,9 +6,14 @@ from prefect import task
 from prefect.artifacts import create_table_artifact
 
 from s3core.config import RunConfig
-from s3core.retrieval.stages import bm25_index_spec, dense_index_spec, embed_spec, retrieval_eval_spec
-from s3core.store import Manifest
 from s3core.pipeline import open_store
+from s3core.retrieval.stages import (
+    bm25_index_spec,
+    dense_index_spec,
+    embed_spec,
+    retrieval_eval_spec,
+)
+from s3core.store import Manifest
 from tasks.common import run_spec_in_task, spec_cache_key
 
 

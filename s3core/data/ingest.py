@@ -23,9 +23,30 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from s3core.config.schema import CorpusConfig, CorpusPart, FileSource, HFSource, QASetConfig, Source, UrlSource, WorldSource
-from s3core.data.formats import RecordError, parse_json_line, passage_from_record, question_from_flashrag, question_from_mirage
-from s3core.data.sources import SourceError, download, file_fingerprint, iter_hf_records, iter_jsonl_lines
+from s3core.config.schema import (
+    CorpusConfig,
+    CorpusPart,
+    FileSource,
+    HFSource,
+    QASetConfig,
+    Source,
+    UrlSource,
+    WorldSource,
+)
+from s3core.data.formats import (
+    RecordError,
+    parse_json_line,
+    passage_from_record,
+    question_from_flashrag,
+    question_from_mirage,
+)
+from s3core.data.sources import (
+    SourceError,
+    download,
+    file_fingerprint,
+    iter_hf_records,
+    iter_jsonl_lines,
+)
 from s3core.store.stage import StageContext, StageResult
 
 log = logging.getLogger(__name__)

@@ -37,9 +37,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
-import pydantic
 import torch
-from pydantic import ConfigDict, Field
 from safetensors import safe_open
 from tokenizers import Regex, Tokenizer, decoders, normalizers, pre_tokenizers, trainers
 from tokenizers.models import BPE, WordPiece

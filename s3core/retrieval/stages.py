@@ -44,7 +44,9 @@ def _corpus_of(ctx: StageContext) -> list[Manifest]:
 
 
 def make_encoder(cfg: RunConfig, tiny_models_dir: Path | None, device: str | None = None):
-    from s3core.retrieval.encoder import DenseEncoder  # torch + transformers: only when encoding
+    from s3core.retrieval.encoder import (
+        DenseEncoder,  # torch + transformers: only when encoding
+    )
 
     dense = cfg.retrieval.dense
     return DenseEncoder(

@@ -7,7 +7,13 @@ disk or a single put on an object store, so its existence means the artifact is 
 from s3core.store.errors import ArtifactError
 from s3core.store.hashing import code_hash, stable_hash
 from s3core.store.manifest import Manifest, ShardInfo
-from s3core.store.stage import StageContext, StageResult, StageSpec, run_stage, stage_key
+from s3core.store.stage import (
+    StageContext,
+    StageResult,
+    StageSpec,
+    run_stage,
+    stage_key,
+)
 from s3core.store.store import ArtifactStore, TableWriter
 
 __all__ = [

@@ -18,7 +18,12 @@ from pydantic import BaseModel
 
 from s3core.store.hashing import code_hash, stable_hash
 from s3core.store.manifest import Manifest
-from s3core.store.store import ArtifactStore, TableWriter, content_hash_of, schema_to_dict
+from s3core.store.store import (
+    ArtifactStore,
+    TableWriter,
+    content_hash_of,
+    schema_to_dict,
+)
 
 log = logging.getLogger(__name__)
 

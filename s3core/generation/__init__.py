@@ -1,0 +1,1 @@
+"""Generator backends: the frozen LLM that answers from a context, and the judge (DESIGN.md section 2)."""
