@@ -1,4 +1,7 @@
-"""Rewards and answer checks: span_check (DPR has_answers), and later judge_check, GenAcc and GBR.
+"""Answer checks and rewards (DESIGN.md section 2, "GenAcc" and "Reward").
 
-DESIGN.md section 2 ("GenAcc", "Reward").
+    span.py     span_check: the DPR has_answers rule (an empty-after-normalisation gold never matches)
+    metrics.py  exact_match and token F1
+    judge.py    the LLM judge: strict yes/no parsing, re-asks, failures surfaced (never scored 0)
+    genacc.py   GenAcc = span_check OR judge_check; the Gain-Beyond-RAG reward kinds
 """
