@@ -1,0 +1,241 @@
+"""The naive-RAG baseline, precomputed once, and the training pool it selects (DESIGN.md section 2, "Reward").
+
+    naive_rag      one row per question of one QA set: top-k passages retrieved with the question itself,
+                   the generator's answer on that context, GenAcc / EM / F1           table, resumable by shard
+    training_pool  train questions where naive RAG fails and whose gold answers are not all
+                   yes/no/true/false (paper: 169,615 NQ+HotpotQA train questions -> 70,286)   table
+
+The Gain-Beyond-RAG reward subtracts GenAcc(naive top-3 RAG context) from GenAcc(s3 context), so the naive
+GenAcc of every training question is computed here once and cached as an artifact; the trainer reads it and
+treats a missing question as an error (DESIGN.md section 2). The generator conversation is the one of
+section 2 "Generator": one system message (`generator_system` prompt, `$contexts` = the numbered passages)
+and the question as the user message, greedy by default. GenAcc is `score_answers` (span_check OR judge).
+
+Choices and deviations, stated:
+- Shards hold `shard_rows` questions each (default SHARD_ROWS = 256, not a config field; it enters the key).
+  A finished shard is never redone: after a crash (or a generator that fails midway, whose GeneratorError
+  propagates) the re-run writes only the missing shards, and the result equals an uninterrupted run's.
+- `backend.health()` runs before the first shard that needs generating: an unreachable generator fails the
+  stage with its GeneratorError, it never scores 0.
+- Context lines are `Doc {i} (Title: {title}) {text}`, numbered from 1, built from the doc store's own
+  title and text (titles kept intact, parentheses and quotes included: the public code's regex mangles them).
+- `judge_used` records whether GenAcc was span OR judge for that row (= reward.use_judge), not whether the
+  judge was actually asked (it is asked only about answers span_check rejected).
+- The key's code covers reward/, generation/ and retrieval/base.py (the brief's choice); the retriever's
+  own code enters through the index artifact's content hash only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+from s3core.config.schema import RunConfig
+from s3core.generation.backends import make_backend
+from s3core.generation.base import ChatBackend, GenerationParams, Message
+from s3core.generation.prompts import load_prompt
+from s3core.models.resolve import is_tiny
+from s3core.retrieval.base import DocStore, Retriever
+from s3core.reward.genacc import AnswerScore, score_answers
+from s3core.store import Manifest, StageContext, StageResult, StageSpec
+
+SHARD_ROWS = 256  # questions per naive_rag shard (the unit of resume); a module default, not a config field
+# the retrievers run in-process here, so their query-side code is part of what this stage computes
+NAIVE_RAG_CODE = ("reward", "generation", "retrieval")
+TRAINING_POOL_CODE = ("reward/precompute.py",)
+GENERATOR_PROMPT = "generator_system"
+YES_NO_ANSWERS = frozenset({"yes", "no", "true", "false"})
+
+NAIVE_RAG_SCHEMA = pa.schema([
+    ("question_id", pa.string()), ("data_source", pa.string()), ("split", pa.string()), ("question", pa.string()),
+    ("golden_answers", pa.list_(pa.string())), ("doc_ids", pa.list_(pa.string())), ("context", pa.string()),
+    ("answer", pa.string()), ("genacc", pa.bool_()), ("em", pa.bool_()), ("f1", pa.float64()),
+    ("judge_used", pa.bool_()), ("generator", pa.string()), ("retriever", pa.string()),
+])
+TRAINING_POOL_SCHEMA = pa.schema([
+    ("question_id", pa.string()), ("data_source", pa.string()), ("question", pa.string()),
+    ("golden_answers", pa.list_(pa.string())), ("naive_genacc", pa.bool_()),
+])
+
+
+# -- pure helpers ---------------------------------------------------------------------------------------
+def format_context(docs: DocStore, rows: Sequence[int]) -> str:
+    """The numbered passages of the generator's system message: `Doc i (Title: T) text`, i = 1..k."""
+    return "\n".join(f"Doc {i} (Title: {docs.title(row)}) {docs.text(row)}" for i, row in enumerate(rows, start=1))
+
+
+def generator_messages(context: str, question: str) -> list[Message]:
+    """DESIGN.md section 2 "Generator": the contexts in the system message, the question as the user's."""
+    system = load_prompt(GENERATOR_PROMPT).render(contexts=context)
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+
+def is_yes_no(golden_answers: Sequence[str]) -> bool:
+    """True if every gold answer is yes/no/true/false (case-insensitive, stripped): such questions are
+    dropped from training (a coin flip gives them GenAcc 0.5, which the reward cannot tell from search)."""
+    return bool(golden_answers) and all(g.strip().lower() in YES_NO_ANSWERS for g in golden_answers)
+
+
+def _shard_count(n_rows: int, shard_rows: int) -> int:
+    return max(1, -(-n_rows // shard_rows))  # an empty QA set still gets one (empty) shard
+
+
+# -- naive_rag --------------------------------------------------------------------------------------------
+def naive_rag_identity(cfg: RunConfig, shard_rows: int) -> dict[str, Any]:
+    """Everything that changes a naive_rag row, besides the input artifacts and the code."""
+    gen = cfg.generator
+    return {
+        "naive_retriever": cfg.retrieval.naive_retriever,
+        "naive_topk": cfg.retrieval.naive_topk,
+        "generator": {"model": gen.model, "backend": gen.backend, "max_new_tokens": gen.max_new_tokens,
+                      "temperature": gen.temperature},
+        "use_judge": cfg.reward.use_judge,
+        "prompt": load_prompt(GENERATOR_PROMPT).text,
+        "shard_rows": shard_rows,
+    }
+
+
+def naive_rag_spec(
+    cfg: RunConfig,
+    questions: Manifest,
+    corpus: Sequence[Manifest],
+    dense_index: Manifest | None,
+    bm25_index: Manifest | None,
+    tiny_models: Manifest | None,
+    shard_rows: int = SHARD_ROWS,
+) -> StageSpec:
+    """The `naive_rag` stage of one QA set (one artifact per questions manifest)."""
+    if shard_rows < 1:
+        raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
+    name = cfg.retrieval.naive_retriever
+    index = {"dense": dense_index, "bm25": bm25_index}[name]
+    if index is None:
+        raise ValueError(f"retrieval.naive_retriever is {name!r} but the {name} index has not been built")
+    needs_models = is_tiny(cfg.generator.model) or (name == "dense" and is_tiny(cfg.retrieval.dense.encoder))
+    if needs_models and tiny_models is None:
+        raise ValueError("the generator or the dense encoder is a 'tiny:' model but the tiny models were not built")
+    inputs = {"questions": questions, f"{name}_index": index, **{f"corpus/{i:03d}": m for i, m in enumerate(corpus)}}
+    if needs_models:
+        inputs["tiny_models"] = tiny_models
+
+    def build(ctx: StageContext) -> StageResult:
+        return build_naive_rag(ctx, cfg, shard_rows)
+
+    return StageSpec("naive_rag", naive_rag_identity(cfg, shard_rows), inputs, build, code=NAIVE_RAG_CODE)
+
+
+def _open_naive_retriever(ctx: StageContext, cfg: RunConfig) -> tuple[Retriever, DocStore]:
+    from s3core.retrieval.stages import open_retrievers  # loads FAISS / the JVM only when building
+
+    name = cfg.retrieval.naive_retriever
+    corpus = [m for key, m in sorted(ctx.inputs.items()) if key.startswith("corpus/")]
+    retrievers, docs = open_retrievers(ctx.store, cfg, corpus, ctx.inputs.get("dense_index"),
+                                       ctx.inputs.get("bm25_index"), ctx.inputs.get("tiny_models"), [name])
+    return retrievers[name], docs
+
+
+def build_naive_rag(ctx: StageContext, cfg: RunConfig, shard_rows: int) -> StageResult:
+    """Write every missing shard of the naive_rag artifact; finished shards are kept as they are."""
+    questions = ctx.store.read_table(ctx.inputs["questions"]).to_pylist()
+    writer = ctx.table_writer()
+    finished = writer.finished_shards()
+    total = _shard_count(len(questions), shard_rows)
+    pending = [i for i in range(total) if i not in finished]
+    stats = {"data_source": ctx.inputs["questions"].stats.get("data_source"),
+             "split": ctx.inputs["questions"].stats.get("split"), "resumed_shards": total - len(pending)}
+    if not pending:
+        return StageResult(stats={**stats, "written_shards": 0})
+    retriever, docs = _open_naive_retriever(ctx, cfg)
+    models = ctx.store.local_dir(ctx.inputs["tiny_models"]) if "tiny_models" in ctx.inputs else None
+    backend = make_backend(cfg.generator, models)
+    asyncio.run(backend.health())  # an unreachable generator stops here with its GeneratorError
+    started, done = time.perf_counter(), 0
+    for step, index in enumerate(pending, start=1):
+        chunk = questions[index * shard_rows:(index + 1) * shard_rows]
+        rows = asyncio.run(_answer_shard(chunk, retriever, docs, backend, cfg))
+        writer.write_shard(index, pa.Table.from_pylist(rows, schema=NAIVE_RAG_SCHEMA), _shard_stats(rows))
+        done += len(chunk)
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        ctx.progress(total - len(pending) + step, total,
+                     f"naive RAG {stats['data_source']}/{stats['split']}: shard {index + 1}/{total}, {rate:.2f} questions/s")
+    return StageResult(stats={**stats, "written_shards": len(pending)})
+
+
+def _shard_stats(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """Per-shard counts (summed across shards into the manifest); no timings, so resumed shards match."""
+    return {"questions": len(rows), "naive_correct": sum(r["genacc"] for r in rows)}
+
+
+async def _answer_shard(chunk: list[dict[str, Any]], retriever: Retriever, docs: DocStore,
+                        backend: ChatBackend, cfg: RunConfig) -> list[dict[str, Any]]:
+    """Retrieve, generate and score one shard of questions; rows in question order."""
+    if not chunk:
+        return []
+    texts = [q["question"] for q in chunk]
+    hits = retriever.search(texts, cfg.retrieval.naive_topk)  # the question itself is the query
+    contexts = [format_context(docs, [h.row for h in row_hits]) for row_hits in hits]
+    params = GenerationParams(max_new_tokens=cfg.generator.max_new_tokens, temperature=cfg.generator.temperature)
+    answers = await backend.generate([generator_messages(c, q) for c, q in zip(contexts, texts)], params)
+    golds = [list(q["golden_answers"]) for q in chunk]
+    use_judge = cfg.reward.use_judge
+    scores = await score_answers(answers, golds, texts, backend if use_judge else None, use_judge)
+    return [_naive_row(q, [docs.doc_id(h.row) for h in row_hits], c, a, s, cfg)
+            for q, row_hits, c, a, s in zip(chunk, hits, contexts, answers, scores)]
+
+
+def _naive_row(question: dict[str, Any], doc_ids: list[str], context: str, answer: str,
+               score: AnswerScore, cfg: RunConfig) -> dict[str, Any]:
+    return {
+        "question_id": question["id"], "data_source": question["data_source"], "split": question["split"],
+        "question": question["question"], "golden_answers": list(question["golden_answers"]),
+        "doc_ids": doc_ids, "context": context, "answer": answer, "genacc": score.genacc, "em": score.em,
+        "f1": score.f1, "judge_used": cfg.reward.use_judge, "generator": cfg.generator.model,
+        "retriever": cfg.retrieval.naive_retriever,
+    }
+
+
+# -- training_pool ----------------------------------------------------------------------------------------
+def training_pool_spec(cfg: RunConfig, naive: Sequence[Manifest]) -> StageSpec:
+    """The `training_pool` stage: naive-RAG failures of the train split, without yes/no questions.
+
+    `cfg` is accepted for symmetry with the other specs; the filter has no settings (its rule is the paper's).
+    """
+    inputs = {f"naive_rag/{i:03d}": m for i, m in enumerate(naive) if m.stats.get("split") == "train"}
+    if not inputs:
+        raise ValueError("training_pool needs at least one naive_rag artifact of a train-split QA set; none was given")
+
+    def build(ctx: StageContext) -> StageResult:
+        return build_training_pool(ctx)
+
+    return StageSpec("training_pool", {"rule": "naive_genacc_false_and_not_yes_no", "yes_no": sorted(YES_NO_ANSWERS)},
+                     inputs, build, code=TRAINING_POOL_CODE)
+
+
+def select_training_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Rows kept for training and the counts of the filter (total, naive_correct, yes_no_filtered, kept).
+
+    A naive-correct question counts as naive_correct even when its answer is yes/no; yes_no_filtered counts
+    only the naive failures dropped for being yes/no."""
+    failed = [r for r in rows if r["split"] == "train" and not r["genacc"]]
+    kept = [r for r in failed if not is_yes_no(r["golden_answers"])]
+    train = sum(r["split"] == "train" for r in rows)
+    stats = {"total": train, "naive_correct": train - len(failed), "yes_no_filtered": len(failed) - len(kept),
+             "kept": len(kept)}
+    pool = [{"question_id": r["question_id"], "data_source": r["data_source"], "question": r["question"],
+             "golden_answers": list(r["golden_answers"]), "naive_genacc": bool(r["genacc"])} for r in kept]
+    return pool, stats
+
+
+def build_training_pool(ctx: StageContext) -> StageResult:
+    columns = ["question_id", "data_source", "split", "question", "golden_answers", "genacc"]
+    rows: list[dict[str, Any]] = []
+    for _, manifest in sorted(ctx.inputs.items()):
+        rows.extend(ctx.store.read_table(manifest, columns=columns).to_pylist())
+    pool, stats = select_training_rows(rows)
+    ctx.table_writer().write_shard(0, pa.Table.from_pylist(pool, schema=TRAINING_POOL_SCHEMA))
+    ctx.progress(1, 1, f"training pool: {stats['kept']} of {stats['total']} train questions kept")
+    return StageResult(stats=stats)
