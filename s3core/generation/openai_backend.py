@@ -18,13 +18,13 @@ Temperature 0 is sent as greedy decoding (the paper's generator setting).
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Sequence
 from typing import Any
 
 import httpx
 
 from s3core.generation.base import GenerationParams, GeneratorError, Message
+from s3core.retry import RetriesExhausted, Retryable, with_retries
 
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429})  # plus every 5xx
 
@@ -32,10 +32,6 @@ START_HINT = (
     "is the server running? start it with e.g. `vllm serve MODEL --port 8001` or "
     "`transformers serve MODEL_DIR --host 127.0.0.1 --port 8001` (base_url http://127.0.0.1:8001/v1)"
 )
-
-
-class _Retryable(Exception):
-    """A failure worth another try (connection, timeout, 429, 5xx)."""
 
 
 def _is_retryable_status(status: int) -> bool:
@@ -67,12 +63,6 @@ def _reply_text(payload: Any) -> str:
     if not isinstance(content, str):
         raise GeneratorError(f"reply content is not a string: {str(payload)[:300]}")
     return content.strip()
-
-
-def _backoff_delay(attempt: int, base_s: float) -> float:
-    """Exponential backoff with full jitter: uniform in [base * 2^attempt / 2, base * 2^attempt]."""
-    ceiling = base_s * (2**attempt)
-    return ceiling / 2 + random.uniform(0.0, ceiling / 2)
 
 
 def _server_root(base_url: str) -> str:
@@ -151,18 +141,10 @@ class OpenAIChatBackend:
     async def _complete_with_retries(
         self, client: httpx.AsyncClient, messages: Sequence[Message], params: GenerationParams
     ) -> str:
-        last_error = "no attempt made"
-        for attempt in range(self.max_retries + 1):
-            if attempt:
-                await asyncio.sleep(_backoff_delay(attempt - 1, self.backoff_s))
-            try:
-                return await self._complete_once(client, messages, params)
-            except _Retryable as exc:
-                last_error = str(exc)
-        raise GeneratorError(
-            f"generator endpoint {self.base_url} (model {self.model!r}) failed after {self.max_retries + 1} "
-            f"attempts; last error: {last_error}"
-        )
+        try:
+            return await with_retries(lambda: self._complete_once(client, messages, params), self.max_retries, self.backoff_s)
+        except RetriesExhausted as exc:
+            raise GeneratorError(f"generator endpoint {self.base_url} (model {self.model!r}) {exc}") from None
 
     async def _complete_once(
         self, client: httpx.AsyncClient, messages: Sequence[Message], params: GenerationParams
@@ -171,9 +153,9 @@ class OpenAIChatBackend:
         try:
             response = await client.post(url, json=_request_body(self.model, messages, params))
         except (httpx.TransportError, httpx.TimeoutException) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            raise Retryable(f"{type(exc).__name__}: {exc}") from exc
         if _is_retryable_status(response.status_code):
-            raise _Retryable(f"HTTP {response.status_code}: {response.text[:300]}")
+            raise Retryable(f"HTTP {response.status_code}: {response.text[:300]}")
         if response.status_code != 200:
             raise GeneratorError(
                 f"generator endpoint {self.base_url} (model {self.model!r}) rejected the request: "

@@ -8,10 +8,11 @@ connection errors, timeouts, 429 and 5xx with exponential backoff and jitter, an
 from __future__ import annotations
 
 import asyncio
-import random
 from dataclasses import dataclass
 
 import httpx
+
+from s3core.retry import RetriesExhausted, Retryable, with_retries
 
 
 class RetrievalError(RuntimeError):
@@ -93,21 +94,22 @@ class RetrievalClient:
         body = {"queries": queries, "topk": topk, "return_scores": True}
         if index is not None:
             body["index"] = index
-        last: str = ""
-        for attempt in range(self.max_retries + 1):
+
+        async def once() -> list[list[RetrievedDoc]]:
             try:
                 response = await http.post(f"{self.base_url}/retrieve", json=body, headers=self.headers)
             except (httpx.TransportError, httpx.TimeoutException) as err:
-                last = repr(err)
-            else:
-                if response.status_code == 200:
-                    return [[_parse_doc(item) for item in docs] for docs in response.json()["result"]]
-                if 400 <= response.status_code < 500 and response.status_code != 429:
-                    raise RetrievalRequestError(f"retrieval server rejected the request (HTTP {response.status_code}): {_detail(response)}")
-                last = f"HTTP {response.status_code}: {_detail(response)}"
-            if attempt < self.max_retries:
-                await asyncio.sleep(self.backoff_s * 2**attempt * (0.5 + random.random()))
-        raise RetrievalError(f"retrieval at {self.base_url} failed after {self.max_retries + 1} attempts; last error: {last}")
+                raise Retryable(repr(err)) from err
+            if response.status_code == 200:
+                return [[_parse_doc(item) for item in docs] for docs in response.json()["result"]]
+            if 400 <= response.status_code < 500 and response.status_code != 429:
+                raise RetrievalRequestError(f"retrieval server rejected the request (HTTP {response.status_code}): {_detail(response)}")
+            raise Retryable(f"HTTP {response.status_code}: {_detail(response)}")
+
+        try:
+            return await with_retries(once, self.max_retries, self.backoff_s)
+        except RetriesExhausted as exc:
+            raise RetrievalError(f"retrieval at {self.base_url} {exc}") from None
 
 
 def _detail(response: httpx.Response) -> str:
