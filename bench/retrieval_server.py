@@ -101,7 +101,7 @@ def main() -> None:
 
     cfg = load_config(args.config)
     store = open_store(cfg)
-    state = prepare(store, cfg)
+    state = prepare(store, cfg, until="retrieval_eval")
     retrievers, docs = open_retrievers(store, cfg, state.corpus, state.dense_index, state.bm25_index, state.tiny_models)
     questions = []
     for manifest in state.questions:

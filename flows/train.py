@@ -1,7 +1,7 @@
 """`s3-train`: the whole pipeline for one setting, every stage cached and resumable.
 
     prepare (world -> tiny models -> corpus -> questions) -> index (embeddings -> dense index; BM25 index)
-    -> [precompute -> train -> inference -> evaluate]
+    -> precompute (naive RAG per QA set -> training pool) -> [train -> inference -> evaluate]
 
 The bracketed stages arrive with later issues; this flow chains every stage that exists.
 """
@@ -12,8 +12,10 @@ from prefect import flow
 
 from flows.index import index_stages
 from flows.params import ConfigPath
+from flows.precompute import precompute_stages
 from flows.prepare import prepare_stages
 from s3core.config import load_config
+from tasks.precompute import stop_local_generators
 from tasks.report import report_artifacts_task
 
 
@@ -21,5 +23,8 @@ from tasks.report import report_artifacts_task
 def s3_train(config_path: ConfigPath = "configs/tiny.yaml") -> dict[str, str]:
     """Run every stage of the s3 pipeline for the setting in `config_path`."""
     cfg = load_config(config_path)
-    outputs = index_stages(cfg, prepare_stages(cfg))
+    try:
+        outputs = precompute_stages(cfg, index_stages(cfg, prepare_stages(cfg)))
+    finally:
+        stop_local_generators()
     return report_artifacts_task(cfg, outputs.all(), title=f"s3-train ({cfg.name})")

@@ -32,7 +32,7 @@ serve_app = typer.Typer(no_args_is_help=True, help="Start the project's servers.
 app.add_typer(serve_app, name="serve")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="run config YAML")]
-STAGES = ("world", "tiny-models", "corpus", "questions", "index", "retrieval-eval")
+STAGES = ("world", "tiny-models", "corpus", "questions", "index", "retrieval-eval", "naive-rag", "training-pool")
 
 
 def _load(path: Path):
@@ -91,24 +91,17 @@ def stage(
     from s3core import pipeline
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per generator request otherwise
     if name not in STAGES:
         typer.echo(f"unknown stage {name!r}; choose one of {', '.join(STAGES)}", err=True)
         raise typer.Exit(2)
     cfg = _load(config)
-    store = pipeline.open_store(cfg)
     wanted = STAGE_ARTIFACTS[name]
-    manifests = []
-
-    def resolve(spec):
-        manifest = spec.run(store)
-        if spec.stage in wanted:
-            manifests.append(manifest)
-        return manifest
-
-    # walk up to (and including) the wanted stage: later stages are not run
-    pipeline.walk_pipeline(cfg, lambda spec: resolve(spec) if _stage_rank(spec.stage) <= _stage_rank(wanted[-1]) else None)
-    for manifest in manifests:
-        typer.echo(manifest.summary())
+    # every stage up to (and including) the wanted one: later stages are not run
+    state = pipeline.prepare(pipeline.open_store(cfg), cfg, until=wanted[-1])
+    for manifest in state.all():
+        if manifest.stage in wanted:
+            typer.echo(manifest.summary())
 
 
 STAGE_ARTIFACTS = {
@@ -118,12 +111,9 @@ STAGE_ARTIFACTS = {
     "questions": ("questions",),
     "index": ("embeddings", "dense_index", "bm25_index"),
     "retrieval-eval": ("retrieval_eval",),
+    "naive-rag": ("naive_rag",),
+    "training-pool": ("training_pool",),
 }
-STAGE_ORDER = ("world", "tiny_models", "corpus", "questions", "embeddings", "dense_index", "bm25_index", "retrieval_eval")
-
-
-def _stage_rank(stage: str) -> int:
-    return STAGE_ORDER.index(stage)
 
 
 @serve_app.command("retriever")
@@ -143,9 +133,10 @@ def serve_retriever(
     from s3core.retrieval.stages import open_retrievers
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per generator request otherwise
     cfg = _load(config)
     store = pipeline.open_store(cfg)
-    state = pipeline.prepare(store, cfg)
+    state = pipeline.prepare(store, cfg, until="bm25_index")  # only the indexes it serves
     retrievers, docs = open_retrievers(store, cfg, state.corpus, state.dense_index, state.bm25_index, state.tiny_models, index)
     r = cfg.retrieval
     token = os.environ.get(r.token_env) if r.token_env else None

@@ -12,6 +12,8 @@ artifact, its key and its resume behaviour are the same whichever way a stage is
     dense_index   FAISS index over the embeddings                                          dir
     bm25_index    Lucene index (pyserini)                                                  dir
     retrieval_eval  recall@k of each index on each non-train QA set                        table
+    naive_rag     naive top-k RAG answer and GenAcc of every question (reward/precompute.py)  table, one per QA set
+    training_pool train questions naive RAG fails, minus yes/no ones                        table
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from s3core.config.schema import CorpusPart, QASetConfig, RunConfig
 from s3core.data.ingest import ingest_corpus, ingest_questions, source_identity
 from s3core.data.tiny_world import generate_world, read_world_texts, write_world
+from s3core.reward.precompute import naive_rag_spec, training_pool_spec
 from s3core.retrieval.stages import (
     bm25_index_spec,
     dense_index_spec,
@@ -32,6 +35,10 @@ from s3core.retrieval.stages import (
 )
 from s3core.store import ArtifactStore, Manifest, StageContext, StageResult, StageSpec
 from s3core.store.stage import ProgressReporter, log_progress
+
+# Every stage name in dependency order (walk_pipeline's order).
+STAGE_ORDER = ("world", "tiny_models", "corpus", "questions", "embeddings", "dense_index", "bm25_index", "retrieval_eval",
+               "naive_rag", "training_pool")
 
 # The s3core source each stage runs (besides s3core/store): editing other code keeps its cache valid.
 INGEST_CODE = ("data/ingest.py", "data/formats.py", "data/sources.py")
@@ -116,22 +123,26 @@ class PipelineState:
     dense_index: Manifest | None = None
     bm25_index: Manifest | None = None
     retrieval_eval: Manifest | None = None
+    naive_rag: list[Manifest] = field(default_factory=list)
+    training_pool: Manifest | None = None
 
     def all(self) -> list[Manifest]:
         single = [self.world, self.tiny_models]
         later = [self.embeddings, self.dense_index, self.bm25_index, self.retrieval_eval]
-        return [m for m in single if m] + self.corpus + self.questions + [m for m in later if m]
+        return ([m for m in single if m] + self.corpus + self.questions + [m for m in later if m] + self.naive_rag
+                + ([self.training_pool] if self.training_pool else []))
 
 
 class _Incomplete(Exception):
     """Raised inside walk_pipeline when `resolve` returns None (a stage is not complete)."""
 
 
-def walk_pipeline(cfg: RunConfig, resolve: Callable[[StageSpec], Manifest | None]) -> PipelineState | None:
+def walk_pipeline(cfg: RunConfig, resolve: Callable[[StageSpec], Manifest | None],
+                  partial: bool = False) -> PipelineState | None:
     """Every stage in dependency order; `resolve` runs or looks up each one.
 
-    Returns every manifest, or None as soon as `resolve` returns None (a stage that is not complete).
-    flows/train.py wires the Prefect tasks in this same order.
+    Returns every manifest, or as soon as `resolve` returns None (a stage that is not complete): None, or
+    with `partial` the manifests resolved so far. flows/train.py wires the Prefect tasks in this same order.
     """
 
     def need(spec: StageSpec) -> Manifest:
@@ -155,14 +166,37 @@ def walk_pipeline(cfg: RunConfig, resolve: Callable[[StageSpec], Manifest | None
         if any(m.stats.get("split") != "train" for m in state.questions):
             state.retrieval_eval = need(retrieval_eval_spec(
                 cfg, state.corpus, state.questions, state.dense_index, state.bm25_index, state.tiny_models))
+        state.naive_rag = [need(naive_rag_spec(cfg, q, state.corpus, state.dense_index, state.bm25_index, state.tiny_models))
+                           for q in state.questions]
+        if has_train_split(state.questions):
+            state.training_pool = need(training_pool_spec(cfg, state.naive_rag))
     except _Incomplete:
-        return None
+        return state if partial else None
     return state
 
 
-def prepare(store: ArtifactStore, cfg: RunConfig, progress: ProgressReporter = log_progress) -> PipelineState:
-    """Every stage in order, without Prefect (`s3agent stage` and tests)."""
-    state = walk_pipeline(cfg, lambda spec: spec.run(store, progress))
+def has_train_split(questions: list[Manifest]) -> bool:
+    return any(m.stats.get("split") == "train" for m in questions)
+
+
+def prepare(store: ArtifactStore, cfg: RunConfig, progress: ProgressReporter = log_progress,
+            until: str = STAGE_ORDER[-1]) -> PipelineState:
+    """Every stage in order up to and including `until`, without Prefect (`s3agent stage`, tests, benchmarks).
+
+    Local generator servers started on the way (generator.serve) are stopped before it returns."""
+    from s3core.generation.local_server import LOCAL_SERVERS
+
+    if until not in STAGE_ORDER:
+        raise ValueError(f"unknown stage {until!r}: choose one of {', '.join(STAGE_ORDER)}")
+    last = STAGE_ORDER.index(until)
+
+    def run_until(spec: StageSpec) -> Manifest | None:
+        return spec.run(store, progress) if STAGE_ORDER.index(spec.stage) <= last else None
+
+    try:
+        state = walk_pipeline(cfg, run_until, partial=True)
+    finally:
+        LOCAL_SERVERS.stop_all()
     assert state is not None  # run() always returns a manifest or raises
     return state
 

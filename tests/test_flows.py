@@ -24,6 +24,8 @@ def _small_config(tmp_path: Path) -> Path:
         "corpus": {"parts": [{"name": "tiny", "source": {**world_file, "file": "corpus.jsonl"}}], "shard_rows": 700},
         "retrieval": {"dense": {"encoder": "tiny:encoder", "dtype": "float32", "batch_size": 64, "embed_shard_rows": 1000},
                       "bm25": {"threads": 1}},
+        "generator": {"backend": "openai", "serve": "transformers", "model": "tiny:generator", "max_new_tokens": 8},
+        "reward": {"use_judge": False},
         "questions": {
             "shard_rows": 100,
             "sets": [{"name": "tiny", "split": s, "source": {**world_file, "file": f"{s}.jsonl"}} for s in ("train", "test")],
@@ -46,6 +48,7 @@ def _task_states(flow_state) -> dict[str, str]:
 def test_s3_train_runs_caches_and_recovers_a_deleted_artifact(tmp_path):
     from flows.train import s3_train
     from s3core.config import load_config
+    from s3core.generation.local_server import LOCAL_SERVERS
     from s3core.pipeline import open_store
 
     config = _small_config(tmp_path)
@@ -53,7 +56,9 @@ def test_s3_train_runs_caches_and_recovers_a_deleted_artifact(tmp_path):
     outputs = first.result()
     assert first.is_completed()
     stages = sorted(k.split("/")[0] for k in outputs)
-    assert stages == ["bm25_index", "corpus", "dense_index", "embeddings", "questions", "questions", "retrieval_eval", "tiny_models", "world"]
+    assert stages == ["bm25_index", "corpus", "dense_index", "embeddings", "naive_rag", "naive_rag", "questions", "questions",
+                      "retrieval_eval", "tiny_models", "training_pool", "world"]
+    assert not LOCAL_SERVERS.running()  # the flow stopped the generator server it started
     store = open_store(load_config(config))
     manifests = {m.stage + "/" + m.key: m for m in store.list_manifests()}
     assert set(manifests) == set(outputs)

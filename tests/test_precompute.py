@@ -1,11 +1,12 @@
 """The naive-RAG precompute and the training pool (s3core/reward/precompute.py; DESIGN.md section 2 "Reward").
 
 Built on a small tiny world (200 questions) through the real pipeline and the real tiny generator
-(transformers backend, CPU). Two stand-ins, both named as such where they are used:
+(transformers backend in-process, CPU; one test serves it with a real `transformers serve` and kills that
+server midway). Two stand-ins, both named as such where they are used:
 - `FaultInjector` is the REAL tiny generator with a call counter that raises GeneratorError on a chosen call,
   to interrupt the stage midway like a generator that goes down;
-- `ScriptedBackend` answers "Paris" to everything, so which train questions naive RAG gets right is known by
-  hand in the training-pool example.
+- `ScriptedBackend` answers "Paris" to every question and, as a judge, "yes" exactly when the gold answers
+  hold "Lyon", so which train questions naive RAG gets right is known by hand in the training-pool example.
 """
 
 from __future__ import annotations
@@ -46,11 +47,12 @@ def world(tmp_path_factory):
     data["store"] = {"root": str(tmp / "store")}
     data["world"]["n_questions"] = 200
     data["tiny_models"] = TINY_MODELS
+    data["generator"].update({"backend": "transformers", "serve": "none"})  # in-process: FaultInjector wraps it
     path = tmp / "tiny-precompute.yaml"
     path.write_text(yaml.safe_dump(data))
     cfg = load_config(path)
     store = open_store(cfg)
-    state = prepare(store, cfg)
+    state = prepare(store, cfg, until="retrieval_eval")
     test_q = next(m for m in state.questions if m.stats.get("split") == "test")
     spec = _spec(cfg, state, test_q)
     clean = spec.run(store)
@@ -77,15 +79,26 @@ class FaultInjector(TransformersChatBackend):
 
 
 class ScriptedBackend:
-    """Not a model: answers "Paris" to every conversation (hand-checkable naive GenAcc)."""
+    """Not a model: answers "Paris" to every question; as a judge (a conversation without a system message)
+    says "yes" exactly when the gold answers hold "Lyon". Hand-checkable naive GenAcc; counts judge calls."""
 
     name = "scripted"
+
+    def __init__(self):
+        self.judge_calls = 0
 
     async def health(self) -> None:
         return None
 
     async def generate(self, conversations, params):
-        return ["Paris" for _ in conversations]
+        replies = []
+        for conversation in conversations:
+            if conversation[0]["role"] == "system":
+                replies.append("Paris")
+            else:
+                self.judge_calls += 1
+                replies.append("Yes." if '"Lyon"' in conversation[0]["content"] else "no")
+        return replies
 
 
 def test_context_lines_keep_titles_intact():
@@ -180,13 +193,17 @@ HANDMADE = [  # (golden answers, expected fate with the scripted answer "Paris")
 ]
 
 
-def test_training_pool_on_a_handmade_train_set(world, monkeypatch):
-    cfg, store, state, tmp = world["cfg"], world["store"], world["state"], world["tmp"]
+def _handmade_train_set(cfg, store, tmp):
     source = tmp / "handmade-train.jsonl"
     source.write_text("".join(json.dumps({"id": str(i), "question": f"Where is landmark {i}?", "golden_answers": golds}) + "\n"
                               for i, (golds, _) in enumerate(HANDMADE)))
     qa = QASetConfig(name="handmade", split="train", source=FileSource(path=os.fspath(source)))
-    train_q = questions_spec(cfg, qa).run(store)
+    return questions_spec(cfg, qa).run(store)
+
+
+def test_training_pool_on_a_handmade_train_set(world, monkeypatch):
+    cfg, store, state = world["cfg"], world["store"], world["state"]
+    train_q = _handmade_train_set(cfg, store, world["tmp"])
     monkeypatch.setattr(precompute, "make_backend", lambda gen_cfg, models_dir: ScriptedBackend())
     naive_train = _spec(cfg, state, train_q, shard_rows=4).run(store)
     naive_rows = store.read_table(naive_train).to_pylist()
@@ -202,3 +219,73 @@ def test_training_pool_on_a_handmade_train_set(world, monkeypatch):
     assert all(r["naive_genacc"] is False and r["data_source"] == "handmade" for r in rows)
     assert {k: manifest.stats[k] for k in ("total", "naive_correct", "yes_no_filtered", "kept")} == {
         "total": 6, "naive_correct": 2, "yes_no_filtered": 2, "kept": 2}
+
+
+def test_judge_decides_what_span_check_rejects(world, monkeypatch):
+    cfg, store, state = world["cfg"], world["store"], world["state"]
+    judged = cfg.model_copy(update={"reward": cfg.reward.model_copy(update={"use_judge": True})})
+    train_q = _handmade_train_set(cfg, store, world["tmp"])
+    scripted = ScriptedBackend()
+    monkeypatch.setattr(precompute, "make_backend", lambda gen_cfg, models_dir: scripted)
+    spec = _spec(judged, state, train_q, shard_rows=4)
+    assert spec.key != _spec(cfg, state, train_q, shard_rows=4).key  # use_judge enters the key
+    rows = store.read_table(spec.run(store)).to_pylist()
+    # span_check accepts "Paris" for the first two; the judge is asked about the other four only
+    assert scripted.judge_calls == 4
+    assert [r["genacc"] for r in rows] == [True, True, False, False, True, True]
+    assert [r["em"] for r in rows] == [True, True, False, False, False, False]
+    assert all(r["judge_used"] for r in rows)
+
+
+def test_a_judge_without_verdicts_fails_the_stage(world):
+    """The real (random-init) tiny generator cannot answer yes/no: the stage stops with JudgeError, nothing
+    is scored 0 and no shard is written."""
+    from s3core.reward.judge import JudgeError
+
+    cfg, store, state = world["cfg"], world["store"], world["state"]
+    judged = cfg.model_copy(update={"reward": cfg.reward.model_copy(update={"use_judge": True})})
+    spec = _spec(judged, state, world["test_q"])
+    with pytest.raises(JudgeError, match="yes/no"):
+        spec.run(store)
+    assert spec.completed(store) is None
+    assert store.table_writer("naive_rag", spec.key).finished_shards() == set()
+
+
+def test_killing_the_served_generator_midway_fails_clearly_and_the_rerun_resumes(world):
+    """A real `transformers serve` (generator.serve), SIGKILLed after the first shard: the stage fails with
+    GeneratorError naming the endpoint; the re-run starts a new server and writes only the missing shards."""
+    import signal
+
+    from s3core.generation.local_server import LOCAL_SERVERS
+
+    cfg, store, state, clean = world["cfg"], world["store"], world["state"], world["clean"]
+    gen = cfg.generator.model_copy(update={"backend": "openai", "serve": "transformers", "max_retries": 1,
+                                           "timeout_s": 20.0})
+    served = cfg.model_copy(update={"generator": gen})
+    spec = _spec(served, state, world["test_q"])
+    killed = []
+
+    def kill_after_first_shard(done, total, message=""):
+        if message.startswith("naive RAG") and not killed:
+            killed.extend(LOCAL_SERVERS.running())
+            for pid in killed:
+                os.kill(pid, signal.SIGKILL)
+
+    try:
+        with pytest.raises(GeneratorError, match="127.0.0.1") as failure:
+            spec.run(store, kill_after_first_shard)
+        assert len(killed) == 1
+        print("failure message:", failure.value)
+        writer = store.table_writer("naive_rag", spec.key)
+        assert spec.completed(store) is None and writer.finished_shards() == {0}
+
+        resumed = spec.run(store)
+        assert LOCAL_SERVERS.running() and LOCAL_SERVERS.running() != killed  # a fresh server
+        assert resumed.stats["resumed_shards"] == 1 and resumed.stats["written_shards"] == len(clean.shards) - 1
+        served_rows = store.read_table(resumed).to_pylist()
+        in_process_rows = store.read_table(clean).to_pylist()
+        assert [r["answer"] for r in served_rows] == [r["answer"] for r in in_process_rows]  # greedy both ways
+        assert [r["question_id"] for r in served_rows] == [r["question_id"] for r in in_process_rows]
+    finally:
+        LOCAL_SERVERS.stop_all()
+    assert not LOCAL_SERVERS.running()

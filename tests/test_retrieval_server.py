@@ -51,7 +51,7 @@ def tiny_indexes(tmp_path_factory):
     config = _tiny_config(tmp)
     cfg = load_config(config)
     store = open_store(cfg)
-    state = prepare(store, cfg)
+    state = prepare(store, cfg, until="retrieval_eval")
     retrievers, docs = open_retrievers(store, cfg, state.corpus, state.dense_index, state.bm25_index, state.tiny_models)
     test_questions = store.read_table(next(m for m in state.questions if m.stats.get("split") == "test")).to_pylist()
     return {"config": config, "cfg": cfg, "state": state, "retrievers": retrievers, "docs": docs, "questions": test_questions}
@@ -185,7 +185,7 @@ def test_wiki18_sample_ingest_index_and_serve(tmp_path, shared_data):
     config.write_text(yaml.safe_dump(data))
     cfg = load_config(config)
     store = open_store(cfg)
-    state = prepare(store, cfg)
+    state = prepare(store, cfg, until="retrieval_eval")
     retrievers, docs = open_retrievers(store, cfg, state.corpus, state.dense_index, state.bm25_index, state.tiny_models)
     assert len(docs) == 1000
     from fastapi.testclient import TestClient

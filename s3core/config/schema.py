@@ -189,6 +189,22 @@ class GeneratorConfig(_Section):
     max_retries: int = Field(default=5, ge=0)
     max_new_tokens: int = Field(default=64, gt=0)
     temperature: float = Field(default=0.0, ge=0.0, description="the paper's generator is greedy")
+    serve: Literal["none", "transformers"] = Field(
+        default="none",
+        description="none = use base_url as it is; transformers = start `transformers serve` on 127.0.0.1 for "
+        "`model` (a local folder or 'tiny:generator') while the pipeline runs, and send requests there",
+    )
+    serve_device: str = Field(default="cpu", description="device of the locally served generator (cpu, cuda)")
+    serve_args: list[str] = Field(default_factory=list, description="extra `transformers serve` arguments, e.g. ['--continuous-batching']")
+
+    @model_validator(mode="after")
+    def _serve_needs_openai(self) -> GeneratorConfig:
+        if self.serve != "none" and self.backend != "openai":
+            raise ValueError(
+                f"generator.serve is {self.serve!r}, which serves the model over HTTP, but generator.backend is "
+                f"{self.backend!r}: set backend: openai, or serve: none to run the model in-process"
+            )
+        return self
 
 
 class SearcherConfig(_Section):

@@ -3,7 +3,8 @@
 A registry keyed by `BackendName`: each entry turns a `GeneratorConfig` into a `ChatBackend`. Model names go
 through `resolve_model_path`, so `tiny:generator` means the tiny-models artifact's generator folder for
 either backend (for the openai backend that folder path is also the model id `transformers serve` expects).
-The API key is read from the environment variable the config names; if it is unset no Authorization
+With `generator.serve: transformers` the openai backend first starts (or reuses) a local `transformers
+serve` for the model folder (local_server.LOCAL_SERVERS) and talks to it. The API key is read from the environment variable the config names; if it is unset no Authorization
 header is sent (local servers need none).
 """
 
@@ -24,15 +25,31 @@ class BackendName(str, enum.Enum):
     TRANSFORMERS = "transformers"
 
 
+def served_base_url(cfg: GeneratorConfig, model: str) -> str | None:
+    """The endpoint requests go to: a local server this process starts (generator.serve), else cfg.base_url."""
+    if cfg.serve == "none":
+        return cfg.base_url
+    from s3core.generation.local_server import LOCAL_SERVERS
+    from s3core.paths import cache_dir
+
+    if not Path(model).is_dir():
+        raise ValueError(
+            f"generator.serve is {cfg.serve!r} but generator.model {cfg.model!r} is not a local model folder: "
+            "give a folder (or 'tiny:generator'), or set serve: none and point base_url at a running server"
+        )
+    return LOCAL_SERVERS.base_url(model, cache_dir() / "logs", device=cfg.serve_device, extra_args=tuple(cfg.serve_args))
+
+
 def _openai(cfg: GeneratorConfig, model: str) -> ChatBackend:
     from s3core.generation.openai_backend import OpenAIChatBackend
 
-    if not cfg.base_url:
+    base_url = served_base_url(cfg, model)
+    if not base_url:
         raise ValueError(
             "generator.backend is 'openai' but generator.base_url is empty: set it, e.g. http://127.0.0.1:8001/v1"
         )
     return OpenAIChatBackend(
-        base_url=cfg.base_url,
+        base_url=base_url,
         model=model,
         api_key=os.environ.get(cfg.api_key_env) or None,
         concurrency=cfg.concurrency,

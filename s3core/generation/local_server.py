@@ -25,10 +25,11 @@ import httpx
 LOG_TAIL_CHARS = 3000
 
 
-def _serve_command(model_dir: Path, port: int, device: str) -> list[str]:
+def _serve_command(model_dir: Path, port: int, device: str, extra_args: tuple[str, ...] = ()) -> list[str]:
     cli = Path(sys.executable).with_name("transformers")
     program = [str(cli)] if cli.exists() else [shutil.which("transformers") or "transformers"]
-    return [*program, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", device]
+    return [*program, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", device,
+            *extra_args]
 
 
 def _log_tail(log_path: Path) -> str:
@@ -65,9 +66,11 @@ def wait_until_healthy(proc: subprocess.Popen, port: int, log_path: Path, timeou
 
 
 def start_transformers_server(
-    model_dir: Path | str, port: int, log_path: Path | str, timeout_s: float = 120.0, device: str = "cpu"
+    model_dir: Path | str, port: int, log_path: Path | str, timeout_s: float = 120.0, device: str = "cpu",
+    extra_args: tuple[str, ...] = (),
 ) -> subprocess.Popen:
-    """Start `transformers serve model_dir` on 127.0.0.1:port, logging to log_path; return once healthy."""
+    """Start `transformers serve model_dir [extra_args]` on 127.0.0.1:port, logging to log_path; return once
+    healthy."""
     model_dir, log_path = Path(model_dir), Path(log_path)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model folder {model_dir} does not exist")
@@ -75,7 +78,7 @@ def start_transformers_server(
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            _serve_command(model_dir, port, device),
+            _serve_command(model_dir, port, device, tuple(extra_args)),
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -96,3 +99,64 @@ def stop_server(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
     except subprocess.TimeoutExpired:
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=grace_s)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LocalServerPool:
+    """Process-wide `transformers serve` servers, one per (model folder, device, arguments), shared by every stage.
+
+    A server starts on the first `base_url()` for its model and stays up for the later stages of the same
+    process (naive RAG of each QA set, training, evaluation), which saves its ~15 s start-up each time. One
+    that died (killed, crashed) is started again on the next request. `stop_all()` stops every server by
+    PID; it is also registered with atexit, so a flow that ends, fails or is interrupted leaves none behind
+    (a SIGKILLed parent is the one case it cannot cover: its servers' PIDs are in their logs' names).
+    """
+
+    def __init__(self) -> None:
+        import threading
+
+        self._servers: dict[tuple[str, str, tuple[str, ...]], tuple[subprocess.Popen, int]] = {}
+        self._lock = threading.Lock()
+        self._atexit_registered = False
+
+    def base_url(self, model_dir: Path | str, log_dir: Path | str, device: str = "cpu",
+                 extra_args: tuple[str, ...] = (), timeout_s: float = 180.0) -> str:
+        """`http://127.0.0.1:PORT/v1` of a healthy server for model_dir, starting one if none is alive."""
+        key = (str(Path(model_dir).resolve()), device, tuple(extra_args))
+        with self._lock:
+            running = self._servers.get(key)
+            if running is not None and running[0].poll() is None:
+                return f"http://127.0.0.1:{running[1]}/v1"
+            port = free_port()
+            log_path = Path(log_dir) / f"generator-{port}.log"
+            proc = start_transformers_server(key[0], port, log_path, timeout_s=timeout_s, device=device,
+                                             extra_args=key[2])
+            self._servers[key] = (proc, port)
+            if not self._atexit_registered:
+                import atexit
+
+                atexit.register(self.stop_all)
+                self._atexit_registered = True
+            return f"http://127.0.0.1:{port}/v1"
+
+    def running(self) -> list[int]:
+        """PIDs of the servers that are alive."""
+        with self._lock:
+            return [proc.pid for proc, _ in self._servers.values() if proc.poll() is None]
+
+    def stop_all(self) -> None:
+        with self._lock:
+            servers, self._servers = list(self._servers.values()), {}
+        for proc, _ in servers:
+            stop_server(proc)
+
+
+LOCAL_SERVERS = LocalServerPool()

@@ -34,6 +34,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from s3core.agent.context import format_docs
 from s3core.config.schema import RunConfig
 from s3core.generation.backends import make_backend
 from s3core.generation.base import ChatBackend, GenerationParams, Message
@@ -41,11 +42,11 @@ from s3core.generation.prompts import load_prompt
 from s3core.models.resolve import is_tiny
 from s3core.retrieval.base import DocStore, Retriever
 from s3core.reward.genacc import AnswerScore, score_answers
-from s3core.store import Manifest, StageContext, StageResult, StageSpec
+from s3core.store import ArtifactStore, Manifest, StageContext, StageResult, StageSpec
 
 SHARD_ROWS = 256  # questions per naive_rag shard (the unit of resume); a module default, not a config field
 # the retrievers run in-process here, so their query-side code is part of what this stage computes
-NAIVE_RAG_CODE = ("reward", "generation", "retrieval")
+NAIVE_RAG_CODE = ("reward", "generation", "retrieval", "agent/context.py")
 TRAINING_POOL_CODE = ("reward/precompute.py",)
 GENERATOR_PROMPT = "generator_system"
 YES_NO_ANSWERS = frozenset({"yes", "no", "true", "false"})
@@ -65,7 +66,7 @@ TRAINING_POOL_SCHEMA = pa.schema([
 # -- pure helpers ---------------------------------------------------------------------------------------
 def format_context(docs: DocStore, rows: Sequence[int]) -> str:
     """The numbered passages of the generator's system message: `Doc i (Title: T) text`, i = 1..k."""
-    return "\n".join(f"Doc {i} (Title: {docs.title(row)}) {docs.text(row)}" for i, row in enumerate(rows, start=1))
+    return format_docs(docs, rows)
 
 
 def generator_messages(context: str, question: str) -> list[Message]:
@@ -128,14 +129,20 @@ def naive_rag_spec(
     return StageSpec("naive_rag", naive_rag_identity(cfg, shard_rows), inputs, build, code=NAIVE_RAG_CODE)
 
 
-def _open_naive_retriever(ctx: StageContext, cfg: RunConfig) -> tuple[Retriever, DocStore]:
+def open_naive_retriever(store: ArtifactStore, cfg: RunConfig, corpus: Sequence[Manifest], dense_index: Manifest | None,
+                         bm25_index: Manifest | None, tiny_models: Manifest | None) -> tuple[Retriever, DocStore]:
+    """The retriever `retrieval.naive_retriever` names, and the doc store its rows index."""
     from s3core.retrieval.stages import open_retrievers  # loads FAISS / the JVM only when building
 
     name = cfg.retrieval.naive_retriever
-    corpus = [m for key, m in sorted(ctx.inputs.items()) if key.startswith("corpus/")]
-    retrievers, docs = open_retrievers(ctx.store, cfg, corpus, ctx.inputs.get("dense_index"),
-                                       ctx.inputs.get("bm25_index"), ctx.inputs.get("tiny_models"), [name])
+    retrievers, docs = open_retrievers(store, cfg, corpus, dense_index, bm25_index, tiny_models, [name])
     return retrievers[name], docs
+
+
+def _open_naive_retriever(ctx: StageContext, cfg: RunConfig) -> tuple[Retriever, DocStore]:
+    corpus = [m for key, m in sorted(ctx.inputs.items()) if key.startswith("corpus/")]
+    return open_naive_retriever(ctx.store, cfg, corpus, ctx.inputs.get("dense_index"), ctx.inputs.get("bm25_index"),
+                                ctx.inputs.get("tiny_models"))
 
 
 def build_naive_rag(ctx: StageContext, cfg: RunConfig, shard_rows: int) -> StageResult:

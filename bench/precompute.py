@@ -1,0 +1,134 @@
+"""Naive-RAG precompute throughput: the stage vs a one-request-at-a-time loop, against one local server.
+
+    .venv/bin/python bench/precompute.py [--config configs/tiny.yaml] [--serve-arg=--continuous-batching]
+
+All three measurements run in one process, side by side, against the SAME `transformers serve` of the
+config's generator on 127.0.0.1 (started here, stopped by PID at the end):
+
+1. stage: the `naive_rag` stage itself (batched retrieval, `generator.concurrency` requests in flight,
+   scoring, Parquet shards) over the config's first non-train QA set, written to a throw-away key (shard
+   size 64) and deleted afterwards. The loop and the ceiling use the same questions.
+2. loop: the public code's way: for each question in turn, retrieve its top-k, send one chat request and
+   wait for it, then span-check the answer (same retriever, prompt, server and parameters).
+3. ceiling: the server alone, generation only (the same conversations, no retrieval or scoring) with 1,
+   `concurrency` and 4 x `concurrency` requests always in flight; the best of them is the most any client
+   could get out of this server.
+
+Prints questions/s of each and the ratios stage/loop and stage/ceiling.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from s3core.config import load_config  # noqa: E402
+from s3core.generation.backends import make_backend  # noqa: E402
+from s3core.generation.local_server import LOCAL_SERVERS  # noqa: E402
+from s3core.models.resolve import resolve_model_path  # noqa: E402
+from s3core.pipeline import open_store, prepare  # noqa: E402
+from s3core.reward import precompute  # noqa: E402
+from s3core.reward.span import span_check  # noqa: E402
+from s3core.store import StageSpec  # noqa: E402
+
+
+def first_eval_set(state):
+    """The questions manifest every measurement uses: the config's first non-train QA set."""
+    return next(m for m in state.questions if m.stats.get("split") != "train")
+
+
+def run_stage(cfg, store, state) -> tuple[float, int]:
+    """questions/s of the naive_rag stage over the first non-train QA set (all its questions)."""
+    test_q = first_eval_set(state)
+    spec: StageSpec = precompute.naive_rag_spec(cfg, test_q, state.corpus, state.dense_index, state.bm25_index,
+                                                state.tiny_models, shard_rows=64)
+    if store.fs.exists(store.artifact_path("naive_rag", spec.key)):
+        store.fs.rm(store.artifact_path("naive_rag", spec.key), recursive=True)
+    start = time.perf_counter()
+    manifest = spec.run(store, lambda *a: None)
+    elapsed = time.perf_counter() - start
+    store.fs.rm(store.artifact_path("naive_rag", spec.key), recursive=True)
+    return manifest.row_count / elapsed, manifest.row_count
+
+
+def run_loop(cfg, questions: list[dict], retriever, docs, base_url: str, model: str) -> float:
+    """questions/s of one request at a time: retrieve, ask, wait, check, next question."""
+    start = time.perf_counter()
+    with httpx.Client(timeout=cfg.generator.timeout_s) as http:
+        for q in questions:
+            hits = retriever.search([q["question"]], cfg.retrieval.naive_topk)[0]
+            context = precompute.format_context(docs, [h.row for h in hits])
+            body = {"model": model, "messages": precompute.generator_messages(context, q["question"]),
+                    "max_tokens": cfg.generator.max_new_tokens, "temperature": cfg.generator.temperature}
+            reply = http.post(f"{base_url}/chat/completions", json=body)
+            reply.raise_for_status()
+            span_check(reply.json()["choices"][0]["message"]["content"] or "", q["golden_answers"])
+    return len(questions) / (time.perf_counter() - start)
+
+
+async def requests_per_second(cfg, backend, conversations, in_flight: int) -> float:
+    """Requests/s of the server with `in_flight` requests always outstanding (generation only)."""
+    from s3core.generation.base import GenerationParams
+
+    backend.concurrency = in_flight
+    params = GenerationParams(max_new_tokens=cfg.generator.max_new_tokens, temperature=cfg.generator.temperature)
+    start = time.perf_counter()
+    await backend.generate(conversations, params)
+    return len(conversations) / (time.perf_counter() - start)
+
+
+def server_ceiling(cfg, backend, conversations) -> dict[int, float]:
+    """Requests/s at 1, concurrency and 4 x concurrency requests in flight; the ceiling is the best of them."""
+    levels = sorted({1, cfg.generator.concurrency, 4 * cfg.generator.concurrency})
+    asyncio.run(requests_per_second(cfg, backend, conversations[:20], levels[-1]))  # warm-up
+    return {level: asyncio.run(requests_per_second(cfg, backend, conversations, level)) for level in levels}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default=str(REPO / "configs" / "tiny.yaml"))
+    parser.add_argument("--serve-arg", action="append", default=[], help="extra `transformers serve` argument")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    cfg = load_config(args.config)
+    gen = cfg.generator.model_copy(update={"backend": "openai", "serve": "transformers", "serve_args": args.serve_arg})
+    cfg = cfg.model_copy(update={"generator": gen})
+    store = open_store(cfg)
+    state = prepare(store, cfg, until="retrieval_eval")
+    questions = store.read_table(first_eval_set(state)).to_pylist()
+    models_dir = store.local_dir(state.tiny_models) if state.tiny_models else None
+    model = resolve_model_path(gen.model, models_dir)
+    try:
+        backend = make_backend(gen, models_dir)  # starts the one server every measurement uses
+        base_url = backend.base_url
+        retriever, docs = precompute.open_naive_retriever(store, cfg, state.corpus, state.dense_index,
+                                                           state.bm25_index, state.tiny_models)
+        contexts = [precompute.format_context(docs, [h.row for h in hits])
+                    for hits in retriever.search([q["question"] for q in questions], cfg.retrieval.naive_topk)]
+        conversations = [precompute.generator_messages(c, q["question"]) for c, q in zip(contexts, questions)]
+        by_level = server_ceiling(cfg, backend, conversations)
+        ceiling = max(by_level.values())
+        stage, n_stage = run_stage(cfg, store, state)
+        loop = run_loop(cfg, questions, retriever, docs, base_url, model)
+    finally:
+        LOCAL_SERVERS.stop_all()
+    print(f"config {cfg.name}, generator {gen.model} via transformers serve {' '.join(args.serve_arg)}".rstrip())
+    print(f"stage    {stage:8.1f} questions/s  ({n_stage} questions, concurrency {gen.concurrency})")
+    print(f"loop     {loop:8.1f} questions/s  ({len(questions)} questions, one request at a time)")
+    levels = ", ".join(f"{level} in flight {rate:.1f}/s" for level, rate in by_level.items())
+    print(f"ceiling  {ceiling:8.1f} requests/s   ({len(conversations)} requests; {levels})")
+    print(f"ratio stage/loop {stage / loop:.2f}   stage/ceiling {stage / ceiling:.2f}")
+
+
+if __name__ == "__main__":
+    main()

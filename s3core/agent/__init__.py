@@ -1,0 +1,1 @@
+"""The searcher: tag protocol, trajectory record, context assembly, rollouts and baseline strategies."""
