@@ -1,7 +1,8 @@
 """`s3-train`: the whole pipeline for one setting, every stage cached and resumable.
 
     prepare (world -> tiny models -> corpus -> questions) -> index (embeddings -> dense index; BM25 index)
-    -> precompute (naive RAG per QA set -> training pool) -> [train -> inference -> evaluate]
+    -> precompute (naive RAG per QA set -> training pool) -> [train] -> inference (contexts of s3 and the
+    baselines) -> [evaluate]
 
 The bracketed stages arrive with later issues; this flow chains every stage that exists.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.index import index_stages
+from flows.inference import inference_stages
 from flows.params import ConfigPath
 from flows.precompute import precompute_stages
 from flows.prepare import prepare_stages
@@ -24,7 +26,7 @@ def s3_train(config_path: ConfigPath = "configs/tiny.yaml") -> dict[str, str]:
     """Run every stage of the s3 pipeline for the setting in `config_path`."""
     cfg = load_config(config_path)
     try:
-        outputs = precompute_stages(cfg, index_stages(cfg, prepare_stages(cfg)))
+        outputs = inference_stages(cfg, precompute_stages(cfg, index_stages(cfg, prepare_stages(cfg))))
     finally:
         stop_local_generators()
     return report_artifacts_task(cfg, outputs.all(), title=f"s3-train ({cfg.name})")

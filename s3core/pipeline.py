@@ -14,6 +14,7 @@ artifact, its key and its resume behaviour are the same whichever way a stage is
     retrieval_eval  recall@k of each index on each non-train QA set                        table
     naive_rag     naive top-k RAG answer and GenAcc of every question (reward/precompute.py)  table, one per QA set
     training_pool train questions naive RAG fails, minus yes/no ones                        table
+    contexts      per run (s3, each baseline) and eval QA set: queries, doc ids, final context  table
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from s3core.agent.inference import contexts_spec, eval_question_sets, inference_runs
 from s3core.config.schema import CorpusPart, QASetConfig, RunConfig
 from s3core.data.ingest import ingest_corpus, ingest_questions, source_identity
 from s3core.data.tiny_world import generate_world, read_world_texts, write_world
@@ -38,7 +40,7 @@ from s3core.store.stage import ProgressReporter, log_progress
 
 # Every stage name in dependency order (walk_pipeline's order).
 STAGE_ORDER = ("world", "tiny_models", "corpus", "questions", "embeddings", "dense_index", "bm25_index", "retrieval_eval",
-               "naive_rag", "training_pool")
+               "naive_rag", "training_pool", "contexts")
 
 # The s3core source each stage runs (besides s3core/store): editing other code keeps its cache valid.
 INGEST_CODE = ("data/ingest.py", "data/formats.py", "data/sources.py")
@@ -125,12 +127,13 @@ class PipelineState:
     retrieval_eval: Manifest | None = None
     naive_rag: list[Manifest] = field(default_factory=list)
     training_pool: Manifest | None = None
+    contexts: list[Manifest] = field(default_factory=list)
 
     def all(self) -> list[Manifest]:
         single = [self.world, self.tiny_models]
         later = [self.embeddings, self.dense_index, self.bm25_index, self.retrieval_eval]
         return ([m for m in single if m] + self.corpus + self.questions + [m for m in later if m] + self.naive_rag
-                + ([self.training_pool] if self.training_pool else []))
+                + ([self.training_pool] if self.training_pool else []) + self.contexts)
 
 
 class _Incomplete(Exception):
@@ -170,6 +173,10 @@ def walk_pipeline(cfg: RunConfig, resolve: Callable[[StageSpec], Manifest | None
                            for q in state.questions]
         if has_train_split(state.questions):
             state.training_pool = need(training_pool_spec(cfg, state.naive_rag))
+        for questions in eval_question_sets(cfg, state.questions):
+            state.contexts.extend(need(contexts_spec(cfg, run, questions, state.corpus, state.dense_index,
+                                                     state.bm25_index, state.tiny_models))
+                                  for run in inference_runs(cfg))
     except _Incomplete:
         return state if partial else None
     return state

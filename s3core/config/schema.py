@@ -218,6 +218,58 @@ class SearcherConfig(_Section):
         description="structured: context from the environment's own record (fixes the public code's defects); "
         "public_code: the public code's rule, for the paper's exact numbers",
     )
+    policy_backend: Literal["transformers", "vllm"] = Field(
+        default="transformers", description="rollout engine: transformers runs anywhere; vllm when installed (GPU)")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(default="bfloat16", description="policy weights for rollouts")
+    rollout_batch_size: int = Field(default=64, gt=0, description="trajectories per policy forward batch")
+
+
+STRATEGIES = ("s3", "search_r1", "search_o1", "ircot", "deepretrieval", "naive", "direct", "cot")
+
+
+class BaselineConfig(_Section):
+    """One baseline run of the inference stage (a strategy of the same rollout engine)."""
+
+    name: str = Field(description="label in artifacts and reports, e.g. 'rag-bm25' or 'search-r1-7b'")
+    strategy: Literal["search_r1", "search_o1", "ircot", "deepretrieval", "naive", "direct", "cot"]
+    model: str | None = Field(default=None, description="policy model (HF folder, hub name, 'tiny:searcher'); none for naive/direct/cot")
+    retriever: Literal["dense", "bm25"] | None = Field(default=None, description="default: retrieval.naive_retriever (deepretrieval: bm25)")
+    topk: int = Field(default=3, gt=0, description="passages per search (naive: the top-k of the question)")
+    max_searches: int = Field(default=4, ge=0, description="searches per trajectory (deepretrieval: 1)")
+    max_new_tokens_per_turn: int = Field(default=256, gt=0)
+
+    @model_validator(mode="after")
+    def _model_when_needed(self) -> BaselineConfig:
+        needs_model = self.strategy not in ("naive", "direct", "cot")
+        if needs_model and not self.model:
+            raise ValueError(f"baseline {self.name!r} (strategy {self.strategy}) runs a policy model: set `model:`")
+        if not needs_model and self.model:
+            raise ValueError(f"baseline {self.name!r} (strategy {self.strategy}) uses no model: remove `model:`")
+        return self
+
+
+def _default_baselines() -> list[BaselineConfig]:
+    return [BaselineConfig(name="rag-dense", strategy="naive", retriever="dense"),
+            BaselineConfig(name="rag-bm25", strategy="naive", retriever="bm25"),
+            BaselineConfig(name="direct", strategy="direct"), BaselineConfig(name="cot", strategy="cot")]
+
+
+class InferenceConfig(_Section):
+    splits: list[str] = Field(default_factory=lambda: ["test"], description="QA sets of these splits get contexts")
+    shard_rows: int = Field(default=64, gt=0, description="questions per contexts shard (the unit of resume)")
+    temperature: float = Field(default=0.0, ge=0, description="0 = greedy (the public code sampled at evaluation)")
+    top_p: float = Field(default=1.0, gt=0, le=1)
+    seed: int = Field(default=0, description="sampling seed when temperature > 0")
+    run_s3: bool = Field(default=True, description="contexts of the s3 searcher (searcher.model, or a trained checkpoint)")
+    baselines: list[BaselineConfig] = Field(default_factory=_default_baselines)
+
+    @field_validator("baselines")
+    @classmethod
+    def _unique_names(cls, value: list[BaselineConfig]) -> list[BaselineConfig]:
+        names = [b.name for b in value]
+        if dupes := sorted({n for n in names if names.count(n) > 1} | ({"s3"} & set(names))):
+            raise ValueError(f"baseline names must be unique and not 's3': {dupes}; rename them")
+        return value
 
 
 class RewardConfig(_Section):
@@ -281,6 +333,7 @@ class RunConfig(_Section):
     searcher: SearcherConfig = Field(default_factory=SearcherConfig)
     reward: RewardConfig = Field(default_factory=RewardConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
+    inference: InferenceConfig = Field(default_factory=InferenceConfig)
 
     @model_validator(mode="after")
     def _tiny_references_resolve(self) -> RunConfig:
@@ -307,6 +360,9 @@ class RunConfig(_Section):
         yield "retrieval.dense.encoder", self.retrieval.dense.encoder
         yield "generator.model", self.generator.model
         yield "searcher.model", self.searcher.model
+        for i, baseline in enumerate(self.inference.baselines):
+            if baseline.model:
+                yield f"inference.baselines[{i}].model", baseline.model
 
 
 TINY_MODEL_NAMES = ("searcher", "generator", "encoder", "tokenizer")

@@ -48,6 +48,16 @@ class DocStore:
     def __len__(self) -> int:
         return self.table.num_rows
 
+    def row_of(self, doc_id: str) -> int:
+        """The row of a passage id (the id -> row map is built on first use); KeyError names the id."""
+        if getattr(self, "_row_of", None) is None:
+            self._row_of = {d: i for i, d in enumerate(self._ids.to_pylist())}
+        try:
+            return self._row_of[doc_id]
+        except KeyError:
+            raise KeyError(f"passage id {doc_id!r} is not in this doc store ({len(self)} passages): was the "
+                           "retrieval server started on a different corpus?") from None
+
     def doc_id(self, row: int) -> str:
         return self._ids[row].as_py()
 

@@ -28,7 +28,6 @@ Choices and deviations, stated:
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +42,7 @@ from s3core.models.resolve import is_tiny
 from s3core.retrieval.base import DocStore, Retriever
 from s3core.reward.genacc import AnswerScore, score_answers
 from s3core.store import ArtifactStore, Manifest, StageContext, StageResult, StageSpec
+from s3core.store.stage import write_missing_shards
 
 SHARD_ROWS = 256  # questions per naive_rag shard (the unit of resume); a module default, not a config field
 # the retrievers run in-process here, so their query-side code is part of what this stage computes
@@ -79,10 +79,6 @@ def is_yes_no(golden_answers: Sequence[str]) -> bool:
     """True if every gold answer is yes/no/true/false (case-insensitive, stripped): such questions are
     dropped from training (a coin flip gives them GenAcc 0.5, which the reward cannot tell from search)."""
     return bool(golden_answers) and all(g.strip().lower() in YES_NO_ANSWERS for g in golden_answers)
-
-
-def _shard_count(n_rows: int, shard_rows: int) -> int:
-    return max(1, -(-n_rows // shard_rows))  # an empty QA set still gets one (empty) shard
 
 
 # -- naive_rag --------------------------------------------------------------------------------------------
@@ -129,14 +125,20 @@ def naive_rag_spec(
     return StageSpec("naive_rag", naive_rag_identity(cfg, shard_rows), inputs, build, code=NAIVE_RAG_CODE)
 
 
+def open_retriever_by_name(store: ArtifactStore, cfg: RunConfig, name: str, corpus: Sequence[Manifest],
+                           dense_index: Manifest | None, bm25_index: Manifest | None,
+                           tiny_models: Manifest | None) -> tuple[Retriever, DocStore]:
+    """The retriever `name` (dense | bm25), and the doc store its rows index."""
+    from s3core.retrieval.stages import open_retrievers  # loads FAISS / the JVM only when building
+
+    retrievers, docs = open_retrievers(store, cfg, corpus, dense_index, bm25_index, tiny_models, [name])
+    return retrievers[name], docs
+
+
 def open_naive_retriever(store: ArtifactStore, cfg: RunConfig, corpus: Sequence[Manifest], dense_index: Manifest | None,
                          bm25_index: Manifest | None, tiny_models: Manifest | None) -> tuple[Retriever, DocStore]:
     """The retriever `retrieval.naive_retriever` names, and the doc store its rows index."""
-    from s3core.retrieval.stages import open_retrievers  # loads FAISS / the JVM only when building
-
-    name = cfg.retrieval.naive_retriever
-    retrievers, docs = open_retrievers(store, cfg, corpus, dense_index, bm25_index, tiny_models, [name])
-    return retrievers[name], docs
+    return open_retriever_by_name(store, cfg, cfg.retrieval.naive_retriever, corpus, dense_index, bm25_index, tiny_models)
 
 
 def _open_naive_retriever(ctx: StageContext, cfg: RunConfig) -> tuple[Retriever, DocStore]:
@@ -148,28 +150,18 @@ def _open_naive_retriever(ctx: StageContext, cfg: RunConfig) -> tuple[Retriever,
 def build_naive_rag(ctx: StageContext, cfg: RunConfig, shard_rows: int) -> StageResult:
     """Write every missing shard of the naive_rag artifact; finished shards are kept as they are."""
     questions = ctx.store.read_table(ctx.inputs["questions"]).to_pylist()
-    writer = ctx.table_writer()
-    finished = writer.finished_shards()
-    total = _shard_count(len(questions), shard_rows)
-    pending = [i for i in range(total) if i not in finished]
-    stats = {"data_source": ctx.inputs["questions"].stats.get("data_source"),
-             "split": ctx.inputs["questions"].stats.get("split"), "resumed_shards": total - len(pending)}
-    if not pending:
-        return StageResult(stats={**stats, "written_shards": 0})
-    retriever, docs = _open_naive_retriever(ctx, cfg)
-    models = ctx.store.local_dir(ctx.inputs["tiny_models"]) if "tiny_models" in ctx.inputs else None
-    backend = make_backend(cfg.generator, models)
-    asyncio.run(backend.health())  # an unreachable generator stops here with its GeneratorError
-    started, done = time.perf_counter(), 0
-    for step, index in enumerate(pending, start=1):
-        chunk = questions[index * shard_rows:(index + 1) * shard_rows]
-        rows = asyncio.run(_answer_shard(chunk, retriever, docs, backend, cfg))
-        writer.write_shard(index, pa.Table.from_pylist(rows, schema=NAIVE_RAG_SCHEMA), _shard_stats(rows))
-        done += len(chunk)
-        rate = done / max(time.perf_counter() - started, 1e-9)
-        ctx.progress(total - len(pending) + step, total,
-                     f"naive RAG {stats['data_source']}/{stats['split']}: shard {index + 1}/{total}, {rate:.2f} questions/s")
-    return StageResult(stats={**stats, "written_shards": len(pending)})
+    source = ctx.inputs["questions"].stats
+    label = f"naive RAG {source.get('data_source')}/{source.get('split')}"
+
+    def open_worker():
+        retriever, docs = _open_naive_retriever(ctx, cfg)
+        models = ctx.store.local_dir(ctx.inputs["tiny_models"]) if "tiny_models" in ctx.inputs else None
+        backend = make_backend(cfg.generator, models)
+        asyncio.run(backend.health())  # an unreachable generator stops here with its GeneratorError
+        return lambda chunk: asyncio.run(_answer_shard(chunk, retriever, docs, backend, cfg))
+
+    counts = write_missing_shards(ctx, questions, shard_rows, open_worker, NAIVE_RAG_SCHEMA, _shard_stats, label)
+    return StageResult(stats={"data_source": source.get("data_source"), "split": source.get("split"), **counts})
 
 
 def _shard_stats(rows: list[dict[str, Any]]) -> dict[str, int]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import pyarrow as pa
 from pydantic import BaseModel
 
 from s3core.store.hashing import code_hash, stable_hash
@@ -172,3 +173,37 @@ def merge_shard_stats(per_shard: list[dict[str, Any]]) -> dict[str, Any]:
             elif isinstance(value, list):
                 merged[name] = (merged.get(name, []) + value)[:10]
     return merged
+
+
+def write_missing_shards(
+    ctx: StageContext,
+    items: list,
+    shard_rows: int,
+    open_worker: Callable[[], Callable[[list], list[dict]]],
+    schema: pa.Schema,
+    shard_stats: Callable[[list[dict]], dict],
+    label: str,
+) -> dict[str, int]:
+    """The resume loop of a stage whose output rows follow its input items, `shard_rows` items per shard.
+
+    Shard i holds the rows of items[i*shard_rows:(i+1)*shard_rows]. Finished shards are kept as they are;
+    `open_worker()` (loading models, starting servers, health checks) runs only if a shard is missing, and
+    the worker it returns turns one chunk of items into that chunk's rows. Returns resumed/written counts.
+    """
+    writer = ctx.table_writer()
+    finished = writer.finished_shards()
+    total = max(1, -(-len(items) // shard_rows))  # an empty input still gets one (empty) shard
+    pending = [i for i in range(total) if i not in finished]
+    counts = {"resumed_shards": total - len(pending), "written_shards": len(pending)}
+    if not pending:
+        return counts
+    work = open_worker()
+    started, done = time.perf_counter(), 0
+    for step, index in enumerate(pending, start=1):
+        chunk = items[index * shard_rows:(index + 1) * shard_rows]
+        rows = work(chunk)
+        writer.write_shard(index, pa.Table.from_pylist(rows, schema=schema), shard_stats(rows))
+        done += len(chunk)
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        ctx.progress(total - len(pending) + step, total, f"{label}: shard {index + 1}/{total}, {rate:.2f} items/s")
+    return counts

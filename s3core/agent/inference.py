@@ -1,0 +1,216 @@
+"""The inference stage: contexts of the s3 searcher and of every baseline, per QA set (DESIGN.md section 2,
+"Searcher protocol", "Final context", "Baselines"; section 3).
+
+    contexts   one row per question: the run's queries, the doc ids of every block it saw, the ids it
+               selected, the final context (ids and text) and token counts          table, resumable by shard
+
+A *run* is a named strategy with its model: `s3` (searcher.model, or a trained checkpoint folder), and each
+`inference.baselines` entry. Policy runs go through the batched rollout engine with greedy decoding by
+default (`inference.temperature`; the public code sampled here). Policy-free runs: `naive` (top-k of the
+question), `direct` and `cot` (no retrieval, empty context).
+
+`context` follows `searcher.context_rule`: structured (from the environment's record, the default) or
+public_code (re-parsed from the decoded prompt + transcript, for the paper's exact numbers). `context_doc_ids`
+always come from the record. The retrievers run in-process here (the engine also drives the retrieval
+server through `rollout.client_search`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from s3core.agent.context import dedupe_by_text, format_docs, public_code_context, structured_context
+from s3core.agent.policy import SamplingSettings
+from s3core.agent.rollout import Rollout, RolloutEngine, retriever_search
+from s3core.agent.strategies import Limits, make_strategy
+from s3core.config.schema import BaselineConfig, RunConfig
+from s3core.generation.prompts import load_prompt
+from s3core.models.resolve import is_tiny, resolve_model_path
+from s3core.retrieval.base import DocStore
+from s3core.store import Manifest, StageContext, StageResult, StageSpec
+from s3core.store.stage import write_missing_shards
+
+CONTEXTS_CODE = ("agent", "retrieval", "generation/prompts", "models/resolve.py")
+POLICY_FREE = ("naive", "direct", "cot")
+
+CONTEXTS_SCHEMA = pa.schema([
+    ("question_id", pa.string()), ("data_source", pa.string()), ("split", pa.string()), ("question", pa.string()),
+    ("golden_answers", pa.list_(pa.string())), ("run", pa.string()), ("strategy", pa.string()),
+    ("model", pa.string()), ("turns", pa.int32()), ("invalid_turns", pa.int32()), ("forged_information", pa.int32()),
+    ("end_reason", pa.string()), ("queries", pa.list_(pa.string())),
+    ("retrieved_doc_ids", pa.list_(pa.list_(pa.string()))), ("selected_doc_ids", pa.list_(pa.string())),
+    ("context_doc_ids", pa.list_(pa.string())), ("context", pa.string()),
+    ("prompt_tokens", pa.int32()), ("policy_tokens", pa.int32()), ("env_tokens", pa.int32()),
+])
+
+
+@dataclass(frozen=True)
+class InferenceRun:
+    """A named strategy with its model and limits: what one contexts artifact holds."""
+
+    name: str
+    strategy: str
+    model: str | None
+    retriever: str | None  # dense | bm25 | None (no retrieval)
+    limits: Limits | None
+    max_new_tokens: int
+
+
+def s3_run(cfg: RunConfig, model: str | None = None) -> InferenceRun:
+    """The s3 searcher's run: "8-3-3" limits from `searcher`; the model is a checkpoint folder if given."""
+    s = cfg.searcher
+    limits = Limits(initial_topk=s.initial_topk, topk=s.topk_per_query, max_searches=s.max_search_turns,
+                    max_turns=s.max_search_turns + 1, max_selected=s.max_selected_per_turn)
+    return InferenceRun("s3", "s3", model or s.model, cfg.retrieval.naive_retriever, limits, cfg.ppo.max_new_tokens_per_turn)
+
+
+def baseline_run(cfg: RunConfig, b: BaselineConfig) -> InferenceRun:
+    retriever = b.retriever or ("bm25" if b.strategy == "deepretrieval" else cfg.retrieval.naive_retriever)
+    if b.strategy in ("direct", "cot"):
+        return InferenceRun(b.name, b.strategy, None, None, None, b.max_new_tokens_per_turn)
+    if b.strategy == "naive":
+        return InferenceRun(b.name, b.strategy, None, retriever, Limits(b.topk, b.topk, 0, 0), b.max_new_tokens_per_turn)
+    searches = 1 if b.strategy == "deepretrieval" else b.max_searches
+    initial = b.topk if b.strategy == "ircot" else 0
+    limits = Limits(initial_topk=initial, topk=b.topk, max_searches=searches, max_turns=searches + 1)
+    return InferenceRun(b.name, b.strategy, b.model, retriever, limits, b.max_new_tokens_per_turn)
+
+
+def inference_runs(cfg: RunConfig) -> list[InferenceRun]:
+    runs = [s3_run(cfg)] if cfg.inference.run_s3 else []
+    return runs + [baseline_run(cfg, b) for b in cfg.inference.baselines]
+
+
+def eval_question_sets(cfg: RunConfig, questions: Sequence[Manifest]) -> list[Manifest]:
+    """The QA sets that get contexts: those whose split is in inference.splits."""
+    return [m for m in questions if m.stats.get("split") in cfg.inference.splits]
+
+
+def contexts_identity(cfg: RunConfig, run: InferenceRun) -> dict[str, Any]:
+    inf = cfg.inference
+    identity: dict[str, Any] = {"run": asdict(run), "shard_rows": inf.shard_rows}
+    if run.model is not None:
+        identity.update(temperature=inf.temperature, top_p=inf.top_p, seed=inf.seed,
+                        max_obs_tokens=cfg.ppo.max_obs_tokens, max_context_tokens=cfg.ppo.max_context_tokens,
+                        prompt=load_prompt(make_strategy(run.strategy, run.limits).prompt_name).text)
+    if run.strategy == "s3":
+        identity["context_rule"] = cfg.searcher.context_rule
+    return identity
+
+
+def contexts_spec(cfg: RunConfig, run: InferenceRun, questions: Manifest, corpus: Sequence[Manifest],
+                  dense_index: Manifest | None, bm25_index: Manifest | None, tiny_models: Manifest | None,
+                  checkpoint: Manifest | None = None) -> StageSpec:
+    """The `contexts` stage of one run on one QA set."""
+    inputs: dict[str, Manifest] = {"questions": questions}
+    if run.retriever is not None:
+        index = {"dense": dense_index, "bm25": bm25_index}[run.retriever]
+        if index is None:
+            raise ValueError(f"run {run.name!r} searches the {run.retriever} index, which this config does not build: "
+                             f"enable it under retrieval, or set the run's retriever")
+        inputs[f"{run.retriever}_index"] = index
+        inputs.update({f"corpus/{i:03d}": m for i, m in enumerate(corpus)})
+    uses_tiny = (run.model is not None and is_tiny(run.model)) or (
+        run.retriever == "dense" and is_tiny(cfg.retrieval.dense.encoder))
+    if uses_tiny:
+        if tiny_models is None:
+            raise ValueError(f"run {run.name!r} uses a 'tiny:' model but the tiny models were not built")
+        inputs["tiny_models"] = tiny_models
+    if checkpoint is not None:
+        inputs["checkpoint"] = checkpoint
+
+    def build(ctx: StageContext) -> StageResult:
+        return build_contexts(ctx, cfg, run)
+
+    return StageSpec("contexts", contexts_identity(cfg, run), inputs, build, code=CONTEXTS_CODE)
+
+
+def _policy_model_path(ctx: StageContext, run: InferenceRun) -> str:
+    if "checkpoint" in ctx.inputs:
+        return str(ctx.store.local_dir(ctx.inputs["checkpoint"]))
+    models = ctx.store.local_dir(ctx.inputs["tiny_models"]) if "tiny_models" in ctx.inputs else None
+    return resolve_model_path(run.model, models)
+
+
+def open_policy(cfg: RunConfig, model_path: str):
+    """The rollout policy backend the searcher config names."""
+    from s3core.agent.policy import TransformersPolicy, VLLMPolicy
+
+    if cfg.searcher.policy_backend == "vllm":
+        return VLLMPolicy(model_path)
+    import torch
+
+    dtype = cfg.searcher.dtype if torch.cuda.is_available() else "float32"  # bf16 matmuls crawl on CPU
+    return TransformersPolicy(model_path, dtype=dtype, batch_size=cfg.searcher.rollout_batch_size)
+
+
+def build_contexts(ctx: StageContext, cfg: RunConfig, run: InferenceRun) -> StageResult:
+    questions = ctx.store.read_table(ctx.inputs["questions"]).to_pylist()
+    source = ctx.inputs["questions"].stats
+
+    def open_worker():
+        docs, search = None, None
+        if run.retriever is not None:
+            from s3core.reward.precompute import open_retriever_by_name
+
+            corpus = [m for key, m in sorted(ctx.inputs.items()) if key.startswith("corpus/")]
+            retriever, docs = open_retriever_by_name(ctx.store, cfg, run.retriever, corpus, ctx.inputs.get("dense_index"),
+                                                     ctx.inputs.get("bm25_index"), ctx.inputs.get("tiny_models"))
+            search = retriever_search(retriever)
+        if run.model is None:
+            return lambda chunk: [policy_free_row(q, run, docs, search) for q in chunk]
+        policy = open_policy(cfg, _policy_model_path(ctx, run))
+        inf = cfg.inference
+        engine = RolloutEngine(policy, make_strategy(run.strategy, run.limits), search, docs,
+                               SamplingSettings(run.max_new_tokens, inf.temperature, inf.top_p, seed=inf.seed),
+                               cfg.ppo.max_obs_tokens, cfg.ppo.max_context_tokens)
+
+        def work(chunk: list[dict]) -> list[dict]:
+            rollouts = engine.run([q["question"] for q in chunk])
+            return [rollout_row(q, run, r, docs, cfg.searcher.context_rule, policy.tokenizer) for q, r in zip(chunk, rollouts)]
+        return work
+
+    label = f"contexts {run.name} on {source.get('data_source')}/{source.get('split')}"
+    counts = write_missing_shards(ctx, questions, cfg.inference.shard_rows, open_worker, CONTEXTS_SCHEMA,
+                                  _shard_stats, label)
+    return StageResult(stats={"run": run.name, "strategy": run.strategy, "data_source": source.get("data_source"),
+                              "split": source.get("split"), **counts})
+
+
+def _shard_stats(rows: list[dict]) -> dict[str, int]:
+    return {"questions": len(rows), "turns": sum(r["turns"] for r in rows),
+            "invalid_turns": sum(r["invalid_turns"] for r in rows), "policy_tokens": sum(r["policy_tokens"] for r in rows),
+            "stopped": sum(r["end_reason"] == "stop" for r in rows)}
+
+
+def _base_row(q: dict, run: InferenceRun) -> dict[str, Any]:
+    return {"question_id": q["id"], "data_source": q["data_source"], "split": q["split"], "question": q["question"],
+            "golden_answers": list(q["golden_answers"]), "run": run.name, "strategy": run.strategy,
+            "model": run.model or ""}
+
+
+def policy_free_row(q: dict, run: InferenceRun, docs: DocStore | None, search) -> dict[str, Any]:
+    rows = search([q["question"]], run.limits.topk)[0] if run.strategy == "naive" else []
+    ids = [docs.doc_id(r) for r in rows] if rows else []
+    return {**_base_row(q, run), "turns": 0, "invalid_turns": 0, "forged_information": 0, "end_reason": "no_policy",
+            "queries": [q["question"]] if rows else [], "retrieved_doc_ids": [ids] if rows else [],
+            "selected_doc_ids": [], "context_doc_ids": ids,
+            "context": format_docs(docs, dedupe_by_text(docs, rows)) if rows else "",
+            "prompt_tokens": 0, "policy_tokens": 0, "env_tokens": 0}
+
+
+def rollout_row(q: dict, run: InferenceRun, r: Rollout, docs: DocStore, context_rule: str, tokenizer) -> dict[str, Any]:
+    record = r.record
+    rows, context = structured_context(record, docs)
+    if run.strategy == "s3" and context_rule == "public_code":
+        context = public_code_context(tokenizer.decode(r.prompt_ids + r.response_ids, skip_special_tokens=False))
+    selected = [docs.doc_id(b.rows[i - 1]) for b in record.blocks if b.selected for i in b.selected]
+    return {**_base_row(q, run), "turns": record.turns, "invalid_turns": record.invalid_turns,
+            "forged_information": record.forged_information, "end_reason": record.end_reason,
+            "queries": record.queries, "retrieved_doc_ids": [[docs.doc_id(x) for x in b.rows] for b in record.blocks],
+            "selected_doc_ids": selected, "context_doc_ids": [docs.doc_id(x) for x in rows], "context": context,
+            "prompt_tokens": len(r.prompt_ids), "policy_tokens": r.policy_tokens, "env_tokens": r.env_tokens}
