@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
 _SESSION_CACHE = Path(tempfile.mkdtemp(prefix="s3-test-cache-"))
 os.environ["S3_CACHE_DIR"] = str(_SESSION_CACHE)
@@ -46,3 +52,64 @@ def prefect_harness():
 @pytest.fixture()
 def python_exe() -> str:
     return sys.executable
+
+
+# --- the tiny world's indexes and a live retrieval server, shared by every module that needs them ---------
+def _tiny_config(tmp: Path, **retrieval) -> Path:
+    data = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    data["store"] = {"root": str(tmp / "store")}
+    data["retrieval"].update(retrieval)
+    path = tmp / "tiny-test.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_indexes(tmp_path_factory):
+    """The default tiny world (configs/tiny.yaml) with its trained encoder, dense and BM25 indexes, built once."""
+    from s3core.config import load_config
+    from s3core.pipeline import open_store, prepare
+    from s3core.retrieval.stages import open_retrievers
+
+    tmp = tmp_path_factory.mktemp("retrieval")
+    config = _tiny_config(tmp)
+    cfg = load_config(config)
+    store = open_store(cfg)
+    state = prepare(store, cfg, until="retrieval_eval")
+    retrievers, docs = open_retrievers(store, cfg, state.corpus, state.dense_index, state.bm25_index, state.tiny_models)
+    test_questions = store.read_table(next(m for m in state.questions if m.stats.get("split") == "test")).to_pylist()
+    return {"config": config, "cfg": cfg, "state": state, "retrievers": retrievers, "docs": docs, "questions": test_questions}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(tiny_indexes):
+    """`s3agent serve retriever` as a subprocess on 127.0.0.1; stopped by PID."""
+    port = free_port()
+    env = {**os.environ, "S3_TEST_TOKEN": "sesame"}
+    config = Path(tiny_indexes["config"])
+    data = yaml.safe_load(config.read_text())
+    data["retrieval"]["token_env"] = "S3_TEST_TOKEN"
+    config.with_name("served.yaml").write_text(yaml.safe_dump(data))
+    cmd = [sys.executable, "-m", "s3cli.main", "serve", "retriever", "--config", str(config.with_name("served.yaml")), "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"retrieval server did not start:\n{proc.stdout.read()[-3000:]}")
+        time.sleep(0.3)
+    yield base
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)

@@ -26,6 +26,11 @@ def _small_config(tmp_path: Path) -> Path:
                       "bm25": {"threads": 1}},
         "generator": {"backend": "openai", "serve": "transformers", "model": "tiny:generator", "max_new_tokens": 8},
         "reward": {"use_judge": False},
+        "searcher": {"model": "tiny:searcher"},
+        "ppo": {"max_new_tokens_per_turn": 16},
+        "inference": {"baselines": [{"name": "rag-bm25", "strategy": "naive", "retriever": "bm25"},
+                                    {"name": "search-r1", "strategy": "search_r1", "model": "tiny:searcher",
+                                     "max_new_tokens_per_turn": 16, "max_searches": 1}]},
         "questions": {
             "shard_rows": 100,
             "sets": [{"name": "tiny", "split": s, "source": {**world_file, "file": f"{s}.jsonl"}} for s in ("train", "test")],
@@ -56,8 +61,8 @@ def test_s3_train_runs_caches_and_recovers_a_deleted_artifact(tmp_path):
     outputs = first.result()
     assert first.is_completed()
     stages = sorted(k.split("/")[0] for k in outputs)
-    assert stages == ["bm25_index", "corpus", "dense_index", "embeddings", "naive_rag", "naive_rag", "questions", "questions",
-                      "retrieval_eval", "tiny_models", "training_pool", "world"]
+    assert stages == ["bm25_index", "contexts", "contexts", "contexts", "corpus", "dense_index", "embeddings", "naive_rag",
+                      "naive_rag", "questions", "questions", "retrieval_eval", "tiny_models", "training_pool", "world"]
     assert not LOCAL_SERVERS.running()  # the flow stopped the generator server it started
     store = open_store(load_config(config))
     manifests = {m.stage + "/" + m.key: m for m in store.list_manifests()}
@@ -68,7 +73,7 @@ def test_s3_train_runs_caches_and_recovers_a_deleted_artifact(tmp_path):
     assert second.result() == outputs
     third = s3_train(config_path=str(config), return_state=True)  # now Prefect's own cache answers
     states = _task_states(third)
-    stage_runs = {name: state for name, state in states.items() if not name.startswith("report")}
+    stage_runs = {name: state for name, state in states.items() if not name.startswith(("report", "contexts-summary"))}
     assert stage_runs and set(stage_runs.values()) == {"Cached"}, states
 
     corpus_dir = Path(outputs[next(k for k in outputs if k.startswith("corpus"))])

@@ -4,18 +4,13 @@ subprocess on 127.0.0.1, stopped by PID), identical top-k to in-process search, 
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
 
+from conftest import free_port as _free_port
 from s3core.config import load_config
 from s3core.pipeline import open_store, prepare
 from s3core.retrieval.client import RetrievalClient, RetrievalError, RetrievalRequestError
@@ -36,27 +31,6 @@ PINNED = {
 }
 
 
-def _tiny_config(tmp: Path, **retrieval) -> Path:
-    data = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
-    data["store"] = {"root": str(tmp / "store")}
-    data["retrieval"].update(retrieval)
-    path = tmp / "tiny-test.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-@pytest.fixture(scope="module")
-def tiny_indexes(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("retrieval")
-    config = _tiny_config(tmp)
-    cfg = load_config(config)
-    store = open_store(cfg)
-    state = prepare(store, cfg, until="retrieval_eval")
-    retrievers, docs = open_retrievers(store, cfg, state.corpus, state.dense_index, state.bm25_index, state.tiny_models)
-    test_questions = store.read_table(next(m for m in state.questions if m.stats.get("split") == "test")).to_pylist()
-    return {"config": config, "cfg": cfg, "state": state, "retrievers": retrievers, "docs": docs, "questions": test_questions}
-
-
 @pytest.mark.parametrize("name", ["bm25", "dense"])
 def test_pinned_recall_on_the_tiny_world(tiny_indexes, name):
     metrics = evaluate_retriever(tiny_indexes["retrievers"][name], tiny_indexes["docs"], tiny_indexes["questions"])
@@ -64,40 +38,6 @@ def test_pinned_recall_on_the_tiny_world(tiny_indexes, name):
     for key, pinned in PINNED[name].items():
         assert metrics[key] == pytest.approx(pinned, abs=1e-4), f"{name} {key}: {metrics[key]:.4f} != pinned {pinned}"
     assert metrics["answer_recall@1"] <= metrics["answer_recall@5"] <= metrics["answer_recall@20"]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def live_server(tiny_indexes):
-    """`s3agent serve retriever` as a subprocess on 127.0.0.1; stopped by PID."""
-    port = _free_port()
-    env = {**os.environ, "S3_TEST_TOKEN": "sesame"}
-    config = Path(tiny_indexes["config"])
-    data = yaml.safe_load(config.read_text())
-    data["retrieval"]["token_env"] = "S3_TEST_TOKEN"
-    config.with_name("served.yaml").write_text(yaml.safe_dump(data))
-    cmd = [sys.executable, "-m", "s3cli.main", "serve", "retriever", "--config", str(config.with_name("served.yaml")), "--port", str(port)]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"retrieval server did not start:\n{proc.stdout.read()[-3000:]}")
-        time.sleep(0.3)
-    yield base
-    os.kill(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
 
 
 def test_server_returns_what_in_process_search_returns(tiny_indexes, live_server):
