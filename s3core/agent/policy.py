@@ -128,27 +128,33 @@ class TransformersPolicy:
         new_tokens: list[list[int]] = [[] for _ in range(batch)]
         new_logprobs: list[list[float]] = [[] for _ in range(batch)]
         finish = ["length"] * batch
+        running = [True] * batch  # host copy of `active`, so the per-row bookkeeping needs no GPU syncs
         active = torch.ones(batch, dtype=torch.bool, device=self.device)  # [B]
         position = (mask.cumsum(-1) - 1).clamp(min=0)  # [B, T]
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True)
+        # logits of the last position only: the full [B, T, V] would be ~70 GB at B=256, T=900, V=152k
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=position, use_cache=True, logits_to_keep=1)
         cache, logits = out.past_key_values, out.logits[:, -1, :]  # [B, V]
         next_pos = position[:, -1] + 1  # [B]
         for _ in range(settings.max_new_tokens):
             tokens, logprobs = choose_tokens(logits, settings, generator)  # [B], [B]
             tokens = torch.where(active, tokens, torch.full_like(tokens, self.pad_id))
-            for row in torch.nonzero(active).flatten().tolist():
-                token = int(tokens[row])
+            host_tokens, host_logprobs = tokens.tolist(), logprobs.tolist()  # one device->host copy per step
+            for row in range(batch):
+                if not running[row]:
+                    continue
+                token = host_tokens[row]
                 new_tokens[row].append(token)
-                new_logprobs[row].append(float(logprobs[row]))
+                new_logprobs[row].append(host_logprobs[row])
                 if token in self.eos_ids:
-                    finish[row], active[row] = "eos", False
+                    finish[row], running[row] = "eos", False
                 elif self._stopped_by_string(new_tokens[row], settings.stop_strings):
-                    finish[row], active[row] = "stop", False
-            if not bool(active.any()):
+                    finish[row], running[row] = "stop", False
+            if not any(running):
                 break
+            active = torch.tensor(running, device=self.device)
             mask = torch.cat([mask, active.long()[:, None]], dim=-1)  # [B, T + 1]; finished rows attend no more
             out = self.model(input_ids=tokens[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                             past_key_values=cache, use_cache=True)
+                             past_key_values=cache, use_cache=True, logits_to_keep=1)
             cache, logits = out.past_key_values, out.logits[:, -1, :]
             next_pos = next_pos + 1
         return [PolicyOutput(t, lp, f) for t, lp, f in zip(new_tokens, new_logprobs, finish)]
