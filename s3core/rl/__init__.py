@@ -1,0 +1,1 @@
+"""Reinforcement learning of the searcher: PPO / GRPO maths (core.py) and the trainer."""
