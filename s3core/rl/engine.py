@@ -1,0 +1,67 @@
+"""DeepSpeed engines for the actor and the critic (DESIGN.md section 3 "Training").
+
+One function turns a model and the PPO config into a DeepSpeed engine: ZeRO stage 0-3, bf16, optional
+CPU offload of the optimizer state, gradient clipping, a linear warm-up over `warmup_ratio` of the steps.
+The optimizer is torch's AdamW handed to DeepSpeed (a client optimizer), so no fused-Adam extension is
+compiled and the same code runs on CPU (gloo) and CUDA (nccl). The distributed group is set up from the
+launcher's environment; run in-process (tests, `make run`) it becomes a one-rank group on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+import torch
+
+from s3core.config.schema import PPOConfig
+
+
+def ensure_distributed() -> None:
+    """Initialise torch.distributed through DeepSpeed: the launcher's env, or a single local rank."""
+    import deepspeed
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return
+    if "RANK" not in os.environ:  # not started by a launcher: one rank on this machine
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        os.environ.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+                           "MASTER_PORT": str(port)})
+    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
+
+
+def deepspeed_config(ppo: PPOConfig, micro_batch: int, bf16: bool) -> dict[str, Any]:
+    zero: dict[str, Any] = {"stage": ppo.zero_stage}
+    if ppo.offload and ppo.zero_stage > 0:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": torch.cuda.is_available()}
+    return {
+        "train_micro_batch_size_per_gpu": micro_batch,
+        "gradient_accumulation_steps": 1,
+        "gradient_clipping": ppo.grad_clip,
+        "zero_optimization": zero,
+        "bf16": {"enabled": bf16},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up from 1/(warmup+1) of the lr to the full lr, then constant (the paper's ~1% warm-up)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup_steps + 1)))
+
+
+def make_engine(model: torch.nn.Module, lr: float, ppo: PPOConfig, micro_batch: int, total_updates: int):
+    """A DeepSpeed engine training `model` with AdamW at `lr` (warm-up over warmup_ratio of total_updates)."""
+    import deepspeed
+
+    ensure_distributed()
+    bf16 = ppo.bf16 and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
+    scheduler = warmup_schedule(optimizer, int(ppo.warmup_ratio * total_updates))
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
+                                           config=deepspeed_config(ppo, micro_batch, bf16))
+    return engine

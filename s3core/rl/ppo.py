@@ -1,0 +1,156 @@
+"""One PPO (or GRPO) update of the searcher on a batch of rollouts (DESIGN.md section 2 "PPO settings";
+section 3 "Training"). The maths is in core.py; this module runs the models.
+
+Per step: (1) with no gradients, the log-probs of the response under the current actor (the "old" policy)
+and the frozen reference, and the critic's values; (2) per-token rewards (outcome score on the last policy
+token, KL penalty on every policy token) and advantages (GAE with the critic, whitened over policy tokens;
+or GRPO's group baseline); (3) `ppo_epochs` passes over shuffled mini-batches, each one actor step
+(clipped surrogate - entropy_coef * entropy) and one critic step (clipped value loss), through DeepSpeed.
+
+Log-probs are computed at the rollout temperature (logits / T), the distribution the tokens were sampled
+from. Nothing here catches exceptions: a failing step fails the run (the public code's
+try/except-continue turned bugs into silent no-progress).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from s3core.config.schema import PPOConfig
+from s3core.rl import core
+from s3core.rl.batch import RolloutBatch, response_logits
+from s3core.rl.engine import make_engine
+
+
+class ValueModel(nn.Module):
+    """The critic: a causal LM's transformer body with a scalar head on every position."""
+
+    def __init__(self, body: nn.Module, hidden_size: int):
+        super().__init__()
+        self.body = body
+        self.head = nn.Linear(hidden_size, 1)
+        nn.init.zeros_(self.head.weight)
+        nn.init.zeros_(self.head.bias)
+
+    @classmethod
+    def from_causal_lm(cls, causal_lm: nn.Module) -> ValueModel:
+        """A critic initialised from (a copy of) the actor's body, as the paper's PPO does."""
+        body = copy.deepcopy(causal_lm.get_decoder() if hasattr(causal_lm, "get_decoder") else causal_lm.model)
+        return cls(body, causal_lm.config.hidden_size)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
+        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids).last_hidden_state
+        return self.head(hidden).squeeze(-1).float()  # [B, L]
+
+
+def position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Positions that count real tokens only (prompts are left-padded): [B, L]."""
+    return (attention_mask.cumsum(-1) - 1).clamp(min=0)
+
+
+@dataclass
+class Prepared:
+    """What one PPO step computes once, before its updates: all [B, R]."""
+
+    old_logp: torch.Tensor
+    ref_logp: torch.Tensor | None
+    old_values: torch.Tensor | None
+    advantages: torch.Tensor
+    returns: torch.Tensor | None
+    kl: torch.Tensor
+
+
+class PPOLearner:
+    """The actor (and critic) engines and the update; `policy_model` is what the rollout engine samples from."""
+
+    def __init__(self, actor: nn.Module, ppo: PPOConfig, total_updates: int, temperature: float,
+                 reference: nn.Module | None = None):
+        self.ppo = ppo
+        self.estimator = core.estimator_from_name(ppo.estimator)
+        self.temperature = temperature
+        if ppo.gradient_checkpointing and hasattr(actor, "gradient_checkpointing_enable"):
+            actor.gradient_checkpointing_enable()
+        critic = ValueModel.from_causal_lm(actor) if self.estimator is core.AdvantageEstimator.GAE else None
+        self.reference = None
+        if ppo.kl_coef > 0:
+            self.reference = (reference if reference is not None else copy.deepcopy(actor)).eval().requires_grad_(False)
+        self.actor = make_engine(actor, ppo.actor_lr, ppo, ppo.mini_batch_size, total_updates)
+        self.critic = make_engine(critic, ppo.critic_lr, ppo, ppo.mini_batch_size, total_updates) if critic else None
+        if self.reference is not None:
+            self.reference.to(self.actor.device)
+
+    @property
+    def policy_model(self) -> nn.Module:
+        return self.actor.module
+
+    def _logprobs(self, model: nn.Module, batch: RolloutBatch, entropy: bool = False):
+        out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                    position_ids=position_ids(batch.attention_mask))
+        width = batch.policy_mask.shape[1]
+        logits = response_logits(out.logits, batch.prompt_width, width)  # [B, R, V]
+        tokens = batch.input_ids[:, batch.prompt_width:batch.prompt_width + width]  # [B, R]
+        logp = core.token_logprobs(logits, tokens, self.temperature)  # [B, R]
+        return (logp, core.entropy_from_logits(logits / self.temperature)) if entropy else logp
+
+    def _values(self, batch: RolloutBatch) -> torch.Tensor:
+        values = self.critic(batch.input_ids, batch.attention_mask, position_ids(batch.attention_mask))  # [B, P+R]
+        width = batch.policy_mask.shape[1]
+        return values[:, batch.prompt_width - 1:batch.prompt_width - 1 + width]  # value of the state before token j
+
+    @torch.no_grad()
+    def prepare(self, batch: RolloutBatch) -> Prepared:
+        mask = batch.policy_mask
+        old_logp = self._logprobs(self.actor.module, batch)
+        ref_logp = self._logprobs(self.reference, batch) if self.reference is not None else None
+        rewards, kl = core.token_rewards(batch.scores, mask, old_logp, ref_logp, self.ppo.kl_coef)
+        if self.critic is not None:
+            old_values = self._values(batch) * mask
+            advantages, returns = core.compute_gae(rewards, old_values, mask, self.ppo.gamma, self.ppo.lam)
+            advantages = core.masked_whiten(advantages, mask)
+            return Prepared(old_logp, ref_logp, old_values, advantages, returns, kl)
+        # GRPO: the group baseline on the outcome, the KL penalty stays a per-token reward term
+        advantages = core.grpo_advantages(batch.scores, batch.group, mask) - self.ppo.kl_coef * kl
+        return Prepared(old_logp, ref_logp, None, advantages, None, kl)
+
+    def update(self, batch: RolloutBatch, seed: int) -> dict[str, float]:
+        """`ppo_epochs` passes of mini-batch updates; returns the step's metrics (means over updates)."""
+        batch = batch.to(self.actor.device)
+        prep = self.prepare(batch)
+        generator = torch.Generator().manual_seed(seed)
+        sums: dict[str, float] = {}
+        updates = 0
+        for _ in range(self.ppo.ppo_epochs):
+            order = torch.randperm(batch.size, generator=generator)
+            for first in range(0, batch.size, self.ppo.mini_batch_size):
+                index = order[first:first + self.ppo.mini_batch_size].to(batch.input_ids.device)
+                for name, value in self._update_minibatch(batch.rows(index), prep, index).items():
+                    sums[name] = sums.get(name, 0.0) + value
+                updates += 1
+        metrics = {name: value / max(updates, 1) for name, value in sums.items()}
+        mask = batch.policy_mask
+        metrics.update(reward_mean=float(batch.scores.mean()), kl_mean=float(core.masked_mean(prep.kl, mask)),
+                       policy_tokens_mean=float(mask.sum(1).mean()), actor_lr=float(self.actor.get_lr()[0]))
+        return metrics
+
+    def _update_minibatch(self, mb: RolloutBatch, prep: Prepared, index: torch.Tensor) -> dict[str, float]:
+        mask = mb.policy_mask
+        logp, entropy = self._logprobs(self.actor, mb, entropy=True)
+        pg_loss, pg_stats = core.policy_loss(logp, prep.old_logp[index], prep.advantages[index], mask, self.ppo.clip_ratio)
+        entropy_mean = core.masked_mean(entropy, mask)
+        loss = pg_loss - self.ppo.entropy_coef * entropy_mean
+        self.actor.backward(loss)
+        self.actor.step()
+        stats = {"pg_loss": float(pg_loss.detach()), "entropy": float(entropy_mean.detach()),
+                 "clip_fraction": float(pg_stats["clip_fraction"].detach()), "approx_kl": float(pg_stats["approx_kl"].detach())}
+        if self.critic is not None:
+            values = self._values(mb)
+            vf_loss, vf_stats = core.value_loss(values, prep.old_values[index], prep.returns[index], mask,
+                                                self.ppo.value_clip)
+            self.critic.backward(vf_loss)
+            self.critic.step()
+            stats.update(vf_loss=float(vf_loss.detach()), value_clip_fraction=float(vf_stats["value_clip_fraction"].detach()))
+        return stats
