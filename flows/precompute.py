@@ -1,18 +1,22 @@
-"""The reward's precompute part of s3-train: naive RAG on every QA set -> the training pool."""
+"""The reward's precompute and training part of s3-train: naive RAG on every QA set -> the training pool
+-> PPO training of the searcher."""
 
 from __future__ import annotations
 
 from s3core.config import RunConfig
 from s3core.pipeline import PipelineState, has_train_split
 from tasks.precompute import naive_rag_task, training_pool_task
+from tasks.train import train_task
 
 
 def precompute_stages(cfg: RunConfig, indexed: PipelineState) -> PipelineState:
-    """Add the naive_rag and training_pool artifacts (the same order as the pipeline walker in s3core)."""
+    """Add the naive_rag, training_pool and train artifacts (the same order as the pipeline walker in s3core)."""
     indexed.naive_rag = [
         naive_rag_task(cfg, q, indexed.corpus, indexed.dense_index, indexed.bm25_index, indexed.tiny_models)
         for q in indexed.questions
     ]
     if has_train_split(indexed.questions):
         indexed.training_pool = training_pool_task(cfg, indexed.naive_rag)
+        indexed.train = train_task(cfg, indexed.training_pool, indexed.naive_rag, indexed.corpus, indexed.dense_index,
+                                   indexed.bm25_index, indexed.tiny_models)
     return indexed

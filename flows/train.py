@@ -1,8 +1,8 @@
 """`s3-train`: the whole pipeline for one setting, every stage cached and resumable.
 
     prepare (world -> tiny models -> corpus -> questions) -> index (embeddings -> dense index; BM25 index)
-    -> precompute (naive RAG per QA set -> training pool) -> [train] -> inference (contexts of s3 and the
-    baselines) -> [evaluate]
+    -> precompute (naive RAG per QA set -> training pool) -> train (PPO, checkpoints + events) -> inference
+    (contexts of the trained s3 searcher and the baselines) -> [evaluate]
 
 The bracketed stages arrive with later issues; this flow chains every stage that exists.
 """

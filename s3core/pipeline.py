@@ -14,6 +14,7 @@ artifact, its key and its resume behaviour are the same whichever way a stage is
     retrieval_eval  recall@k of each index on each non-train QA set                        table
     naive_rag     naive top-k RAG answer and GenAcc of every question (reward/precompute.py)  table, one per QA set
     training_pool train questions naive RAG fails, minus yes/no ones                        table
+    train         the searcher trained by PPO: checkpoints + metrics (rl/stage.py)          dir, resumable
     contexts      per run (s3, each baseline) and eval QA set: queries, doc ids, final context  table
 """
 
@@ -28,6 +29,7 @@ from s3core.config.schema import CorpusPart, QASetConfig, RunConfig
 from s3core.data.ingest import ingest_corpus, ingest_questions, source_identity
 from s3core.data.tiny_world import generate_world, read_world_texts, write_world
 from s3core.reward.precompute import naive_rag_spec, training_pool_spec
+from s3core.rl.stage import train_spec
 from s3core.retrieval.stages import (
     bm25_index_spec,
     dense_index_spec,
@@ -40,7 +42,7 @@ from s3core.store.stage import ProgressReporter, log_progress
 
 # Every stage name in dependency order (walk_pipeline's order).
 STAGE_ORDER = ("world", "tiny_models", "corpus", "questions", "embeddings", "dense_index", "bm25_index", "retrieval_eval",
-               "naive_rag", "training_pool", "contexts")
+               "naive_rag", "training_pool", "train", "contexts")
 
 # The s3core source each stage runs (besides s3core/store): editing other code keeps its cache valid.
 INGEST_CODE = ("data/ingest.py", "data/formats.py", "data/sources.py")
@@ -127,13 +129,14 @@ class PipelineState:
     retrieval_eval: Manifest | None = None
     naive_rag: list[Manifest] = field(default_factory=list)
     training_pool: Manifest | None = None
+    train: Manifest | None = None
     contexts: list[Manifest] = field(default_factory=list)
 
     def all(self) -> list[Manifest]:
         single = [self.world, self.tiny_models]
         later = [self.embeddings, self.dense_index, self.bm25_index, self.retrieval_eval]
         return ([m for m in single if m] + self.corpus + self.questions + [m for m in later if m] + self.naive_rag
-                + ([self.training_pool] if self.training_pool else []) + self.contexts)
+                + [m for m in (self.training_pool, self.train) if m] + self.contexts)
 
 
 class _Incomplete(Exception):
@@ -173,9 +176,12 @@ def walk_pipeline(cfg: RunConfig, resolve: Callable[[StageSpec], Manifest | None
                            for q in state.questions]
         if has_train_split(state.questions):
             state.training_pool = need(training_pool_spec(cfg, state.naive_rag))
+            state.train = need(train_spec(cfg, state.training_pool, state.naive_rag, state.corpus, state.dense_index,
+                                          state.bm25_index, state.tiny_models))
         for questions in eval_question_sets(cfg, state.questions):
             state.contexts.extend(need(contexts_spec(cfg, run, questions, state.corpus, state.dense_index,
-                                                     state.bm25_index, state.tiny_models))
+                                                     state.bm25_index, state.tiny_models,
+                                                     checkpoint=state.train if run.strategy == "s3" else None))
                                   for run in inference_runs(cfg))
     except _Incomplete:
         return state if partial else None

@@ -27,7 +27,7 @@ def _small_config(tmp_path: Path) -> Path:
         "generator": {"backend": "openai", "serve": "transformers", "model": "tiny:generator", "max_new_tokens": 8},
         "reward": {"use_judge": False},
         "searcher": {"model": "tiny:searcher"},
-        "ppo": {"max_new_tokens_per_turn": 16},
+        "ppo": {"max_new_tokens_per_turn": 16, "train_batch_size": 4, "mini_batch_size": 2, "total_steps": 1},
         "inference": {"baselines": [{"name": "rag-bm25", "strategy": "naive", "retriever": "bm25"},
                                     {"name": "search-r1", "strategy": "search_r1", "model": "tiny:searcher",
                                      "max_new_tokens_per_turn": 16, "max_searches": 1}]},
@@ -62,7 +62,7 @@ def test_s3_train_runs_caches_and_recovers_a_deleted_artifact(tmp_path):
     assert first.is_completed()
     stages = sorted(k.split("/")[0] for k in outputs)
     assert stages == ["bm25_index", "contexts", "contexts", "contexts", "corpus", "dense_index", "embeddings", "naive_rag",
-                      "naive_rag", "questions", "questions", "retrieval_eval", "tiny_models", "training_pool", "world"]
+                      "naive_rag", "questions", "questions", "retrieval_eval", "tiny_models", "train", "training_pool", "world"]
     assert not LOCAL_SERVERS.running()  # the flow stopped the generator server it started
     store = open_store(load_config(config))
     manifests = {m.stage + "/" + m.key: m for m in store.list_manifests()}

@@ -12,9 +12,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from s3core.agent.context import TrajectoryRecord
 from s3core.agent.policy import SamplingSettings, TransformersPolicy
 from s3core.agent.rollout import Rollout
-from s3core.agent.context import TrajectoryRecord
 from s3core.config.schema import PPOConfig
 from s3core.models import tiny
 from s3core.models.tiny_config import TinyCausalLMConfig

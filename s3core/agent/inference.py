@@ -24,8 +24,8 @@ from typing import Any
 import pyarrow as pa
 
 from s3core.agent.context import dedupe_by_text, format_docs, public_code_context, structured_context
-from s3core.agent.policy import SamplingSettings
 from s3core.agent.rollout import Rollout, RolloutEngine, retriever_search
+from s3core.agent.sampling import SamplingSettings
 from s3core.agent.strategies import Limits, make_strategy
 from s3core.config.schema import BaselineConfig, RunConfig
 from s3core.generation.prompts import load_prompt
@@ -130,8 +130,10 @@ def contexts_spec(cfg: RunConfig, run: InferenceRun, questions: Manifest, corpus
 
 
 def _policy_model_path(ctx: StageContext, run: InferenceRun) -> str:
-    if "checkpoint" in ctx.inputs:
-        return str(ctx.store.local_dir(ctx.inputs["checkpoint"]))
+    if "checkpoint" in ctx.inputs:  # a `train` artifact: its newest checkpoint's Hugging Face folder
+        from s3core.rl.stage import final_policy_dir
+
+        return str(final_policy_dir(ctx.store.local_dir(ctx.inputs["checkpoint"])))
     models = ctx.store.local_dir(ctx.inputs["tiny_models"]) if "tiny_models" in ctx.inputs else None
     return resolve_model_path(run.model, models)
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from s3core.agent.context import InfoBlock, TrajectoryRecord, format_docs
-from s3core.agent.policy import Policy, SamplingSettings
+from s3core.agent.sampling import Policy, SamplingSettings
 from s3core.agent.strategies import PolicyStrategy
 from s3core.retrieval.base import DocStore
 

@@ -67,7 +67,3 @@ def collate(rollouts: Sequence[Rollout], scores: Sequence[float], pad_id: int, g
     return RolloutBatch(ids, attention, width_p, policy, response, logprobs,
                         torch.tensor(list(scores), dtype=torch.float32), groups)
 
-
-def response_logits(logits: torch.Tensor, prompt_width: int, response_width: int) -> torch.Tensor:
-    """Logits [B, P + R, V] -> the ones that predict each response token, [B, R, V]."""
-    return logits[:, prompt_width - 1:prompt_width - 1 + response_width, :]

@@ -131,13 +131,20 @@ def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Te
 
 
 def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy [B, T] of the categorical distribution of logits [B, T, V]."""
-    logits = logits.float()
-    log_probs = torch.log_softmax(logits, dim=-1)
-    return -(log_probs.exp() * log_probs).sum(dim=-1)
+    """Entropy [B, T] of the categorical distribution of logits [B, T, V] (float32, one row at a time, so a
+    152k vocabulary never needs a float32 copy of the whole batch)."""
+    rows = []
+    for row in logits:  # [T, V]
+        log_probs = torch.log_softmax(row.float(), dim=-1)
+        rows.append(-(log_probs.exp() * log_probs).sum(dim=-1))
+    return torch.stack(rows)
 
 
 def token_logprobs(logits: torch.Tensor, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """log softmax(logits / temperature) at the chosen tokens: logits [B, T, V], tokens [B, T] -> [B, T]."""
-    log_probs = torch.log_softmax(logits.float() / temperature, dim=-1)
-    return log_probs.gather(-1, tokens[..., None]).squeeze(-1)
+    """log softmax(logits / temperature) at the chosen tokens: logits [B, T, V], tokens [B, T] -> [B, T].
+    Computed as logit - logsumexp in float32 one row at a time (memory: one [T, V] float32 row)."""
+    rows = []
+    for row, chosen in zip(logits, tokens):  # [T, V], [T]
+        scaled = row.float() / temperature
+        rows.append(scaled.gather(-1, chosen[:, None]).squeeze(-1) - torch.logsumexp(scaled, dim=-1))
+    return torch.stack(rows)

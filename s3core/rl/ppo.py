@@ -22,7 +22,7 @@ from torch import nn
 
 from s3core.config.schema import PPOConfig
 from s3core.rl import core
-from s3core.rl.batch import RolloutBatch, response_logits
+from s3core.rl.batch import RolloutBatch
 from s3core.rl.engine import make_engine
 
 
@@ -88,10 +88,11 @@ class PPOLearner:
         return self.actor.module
 
     def _logprobs(self, model: nn.Module, batch: RolloutBatch, entropy: bool = False):
-        out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                    position_ids=position_ids(batch.attention_mask))
         width = batch.policy_mask.shape[1]
-        logits = response_logits(out.logits, batch.prompt_width, width)  # [B, R, V]
+        # only the R + 1 last positions' logits: the prompt's would cost [B, P, V] for nothing
+        out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                    position_ids=position_ids(batch.attention_mask), logits_to_keep=width + 1)
+        logits = out.logits[:, :-1, :]  # [B, R, V]: position P - 1 + j predicts response token j
         tokens = batch.input_ids[:, batch.prompt_width:batch.prompt_width + width]  # [B, R]
         logp = core.token_logprobs(logits, tokens, self.temperature)  # [B, R]
         return (logp, core.entropy_from_logits(logits / self.temperature)) if entropy else logp
@@ -101,14 +102,20 @@ class PPOLearner:
         width = batch.policy_mask.shape[1]
         return values[:, batch.prompt_width - 1:batch.prompt_width - 1 + width]  # value of the state before token j
 
+    def _in_chunks(self, fn, batch: RolloutBatch) -> torch.Tensor:
+        """fn over mini-batch-sized row chunks (the no-grad pass must fit in memory like the updates do)."""
+        size = self.ppo.mini_batch_size
+        return torch.cat([fn(batch.rows(torch.arange(i, min(i + size, batch.size), device=batch.input_ids.device)))
+                          for i in range(0, batch.size, size)])
+
     @torch.no_grad()
     def prepare(self, batch: RolloutBatch) -> Prepared:
         mask = batch.policy_mask
-        old_logp = self._logprobs(self.actor.module, batch)
-        ref_logp = self._logprobs(self.reference, batch) if self.reference is not None else None
+        old_logp = self._in_chunks(lambda mb: self._logprobs(self.actor.module, mb), batch)
+        ref_logp = self._in_chunks(lambda mb: self._logprobs(self.reference, mb), batch) if self.reference is not None else None
         rewards, kl = core.token_rewards(batch.scores, mask, old_logp, ref_logp, self.ppo.kl_coef)
         if self.critic is not None:
-            old_values = self._values(batch) * mask
+            old_values = self._in_chunks(self._values, batch) * mask
             advantages, returns = core.compute_gae(rewards, old_values, mask, self.ppo.gamma, self.ppo.lam)
             advantages = core.masked_whiten(advantages, mask)
             return Prepared(old_logp, ref_logp, old_values, advantages, returns, kl)

@@ -35,6 +35,16 @@ class ProgressReporter(Protocol):
     def __call__(self, done: float, total: float, message: str = "") -> None: ...
 
 
+class EventSink(Protocol):
+    """Where stages announce milestones (a Prefect event in tasks/, a log line here)."""
+
+    def __call__(self, event: str, payload: dict[str, Any]) -> None: ...
+
+
+def log_event(event: str, payload: dict[str, Any]) -> None:
+    log.info("event %s %s", event, payload)
+
+
 def log_progress(done: float, total: float, message: str = "") -> None:
     pct = 100.0 * done / total if total else 0.0
     log.info("%5.1f%% %s", pct, message)
@@ -78,6 +88,7 @@ class StageContext:
     key: str
     inputs: Mapping[str, Manifest]
     progress: ProgressReporter = log_progress
+    events: EventSink = log_event
 
     def table_writer(self) -> TableWriter:
         return self.store.table_writer(self.stage, self.key)
@@ -102,8 +113,8 @@ class StageSpec:
     def key(self) -> str:
         return stage_key(self.stage, self.config, self.inputs, self.code)
 
-    def run(self, store: ArtifactStore, progress: ProgressReporter = log_progress) -> Manifest:
-        return run_stage(store, self.stage, self.config, self.inputs, self.build, self.kind, progress, self.code)
+    def run(self, store: ArtifactStore, progress: ProgressReporter = log_progress, events: EventSink = log_event) -> Manifest:
+        return run_stage(store, self.stage, self.config, self.inputs, self.build, self.kind, progress, self.code, events)
 
     def completed(self, store: ArtifactStore) -> Manifest | None:
         return store.find_complete(self.stage, self.key)
@@ -118,6 +129,7 @@ def run_stage(
     kind: str = "table",
     progress: ProgressReporter = log_progress,
     code: tuple[str, ...] | None = None,
+    events: EventSink = log_event,
 ) -> Manifest:
     """Run `build` unless a complete artifact for this key exists; return the artifact's manifest."""
     key = stage_key(stage, config, inputs, code)
@@ -125,7 +137,7 @@ def run_stage(
         log.info("stage %s: complete artifact %s found, skipping", stage, key)
         return existing
     started = time.perf_counter()
-    context = StageContext(store=store, stage=stage, key=key, inputs=inputs, progress=progress)
+    context = StageContext(store=store, stage=stage, key=key, inputs=inputs, progress=progress, events=events)
     result = build(context)
     manifest = _finalize(store, stage, key, kind, config, inputs, code, result, time.perf_counter() - started)
     store.write_manifest(manifest)

@@ -1,0 +1,131 @@
+"""The `train` stage: the s3 searcher trained by PPO, as a directory artifact (DESIGN.md section 3).
+
+    train    step-NNNNNN/ checkpoints (the last `keep_last`), metrics.parquet (one row per step),
+             train.log                                                                   dir, resumable
+
+The stage starts the trainer as a subprocess (s3core.rl.launch): through the DeepSpeed launcher on CUDA
+machines (`--num_gpus` = the visible GPUs, so one GPU, several GPUs and, with `ppo.hostfile`, several
+nodes are the same code), and as a plain one-rank `python -m s3core.rl.launch` on a CPU, where DeepSpeed
+sets up a one-rank gloo group itself. The subprocess writes into the stage's staging folder, kept between
+attempts, so a killed run resumes from its newest complete checkpoint. Its `S3EVENT` lines become progress
+and `s3.checkpoint.saved` events (payload: run, key, step, path); a non-zero exit fails the stage with the
+tail of its log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from s3core.config.schema import RunConfig
+from s3core.models.resolve import is_tiny
+from s3core.rl.launch import EVENT_PREFIX
+from s3core.store import Manifest, StageContext, StageResult, StageSpec
+
+TRAIN_CODE = ("rl", "agent", "reward", "generation", "retrieval")
+CHECKPOINT_EVENT = "s3.checkpoint.saved"
+LOG_TAIL_CHARS = 4000
+
+
+def train_spec(cfg: RunConfig, training_pool: Manifest, naive_rag: Sequence[Manifest], corpus: Sequence[Manifest],
+               dense_index: Manifest | None, bm25_index: Manifest | None, tiny_models: Manifest | None) -> StageSpec:
+    name = cfg.retrieval.naive_retriever
+    index = {"dense": dense_index, "bm25": bm25_index}[name]
+    if index is None:
+        raise ValueError(f"training searches the {name} index (retrieval.naive_retriever), which was not built")
+    inputs = {"training_pool": training_pool, f"{name}_index": index,
+              **{f"naive_rag/{i:03d}": m for i, m in enumerate(naive_rag) if m.stats.get("split") == "train"},
+              **{f"corpus/{i:03d}": m for i, m in enumerate(corpus)}}
+    models = [cfg.searcher.model, cfg.generator.model] + ([cfg.retrieval.dense.encoder] if name == "dense" else [])
+    if any(is_tiny(m) for m in models):
+        if tiny_models is None:
+            raise ValueError("training uses a 'tiny:' model but the tiny models were not built")
+        inputs["tiny_models"] = tiny_models
+    identity = {"searcher": cfg.searcher.model_dump(mode="json", exclude={"rollout_batch_size"}),
+                "ppo": cfg.ppo.model_dump(mode="json"), "reward": cfg.reward.model_dump(mode="json"),
+                "generator": {"model": cfg.generator.model, "max_new_tokens": cfg.generator.max_new_tokens,
+                              "temperature": cfg.generator.temperature}, "seed": cfg.seed}
+
+    def build(ctx: StageContext) -> StageResult:
+        return build_train(ctx, cfg)
+
+    return StageSpec("train", identity, inputs, build, kind="dir", code=TRAIN_CODE)
+
+
+def launcher_command(spec_path: Path) -> list[str]:
+    """DeepSpeed's launcher over the visible GPUs, or one plain rank on a CPU."""
+    import torch
+
+    module = ["-m", "s3core.rl.launch", "--spec", str(spec_path)]
+    gpus = torch.cuda.device_count()
+    if gpus == 0:
+        return [sys.executable, *module]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(gpus), "--master_port", str(port),
+            "--module", "s3core.rl.launch", "--spec", str(spec_path)]
+
+
+def build_train(ctx: StageContext, cfg: RunConfig) -> StageResult:
+    run_dir = ctx.staging_dir(resume=True)  # kept between attempts: the checkpoints are the resume state
+    spec_path = run_dir / "spec.json"
+    spec = {"config": cfg.model_dump(mode="json"), "store_root": str(ctx.store.root), "run_dir": str(run_dir),
+            "inputs": {key: m.to_json() for key, m in ctx.inputs.items()}}
+    spec_path.write_text(json.dumps(spec))
+    log_path = run_dir / "train.log"
+    with open(log_path, "a", encoding="utf-8") as log:
+        proc = subprocess.Popen(launcher_command(spec_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"}, bufsize=1, start_new_session=True)
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                if EVENT_PREFIX in line:
+                    _dispatch(ctx, cfg, json.loads(line.split(EVENT_PREFIX, 1)[1]))
+            code = proc.wait()
+        finally:  # this process is failing or being stopped: take the trainer (and its ranks) down with it
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    if code != 0:
+        tail = log_path.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL_CHARS:]
+        raise RuntimeError(f"the trainer exited with code {code}; its log {log_path} ends with:\n{tail}")
+    state = _final_state(run_dir)
+    pq.write_table(pa.Table.from_pylist(state["metrics"]), run_dir / "metrics.parquet")
+    spec_path.unlink()
+    last = state["metrics"][-1] if state["metrics"] else {}
+    return StageResult(stats={"steps": state["step"], "final_reward_mean": last.get("reward_mean"),
+                              "final_genacc_s3": last.get("genacc_s3"), "checkpoint": f"step-{state['step']:06d}"},
+                       staging_dir=run_dir)
+
+
+def _dispatch(ctx: StageContext, cfg: RunConfig, event: dict) -> None:
+    if event["kind"] == "progress":
+        ctx.progress(event["done"], event["total"], event["message"])
+    elif event["kind"] == "checkpoint":
+        ctx.events(CHECKPOINT_EVENT, {"run": cfg.name, "key": ctx.key, "step": event["step"], "path": event["path"]})
+
+
+def _final_state(run_dir: Path) -> dict:
+    from s3core.rl.trainer import complete_checkpoints
+
+    done = complete_checkpoints(run_dir)
+    if not done:
+        raise RuntimeError(f"the trainer finished but left no complete checkpoint in {run_dir}")
+    return json.loads((done[-1] / "trainer_state.json").read_text())
+
+
+def final_policy_dir(local_dir: Path) -> Path:
+    """The newest checkpoint's Hugging Face folder inside a train artifact."""
+    from s3core.rl.trainer import complete_checkpoints
+
+    return complete_checkpoints(Path(local_dir))[-1] / "actor"

@@ -1,0 +1,266 @@
+"""The s3 training loop: rollouts -> Gain-Beyond-RAG rewards -> PPO update, with checkpoints and resume
+(DESIGN.md section 2 "Reward", "PPO settings"; section 3 "Training").
+
+One step takes the next `train_batch_size` questions of the training pool (shuffled once per pass with the
+run's seed), rolls them out with the current policy (the batched engine, the paper's rollout sampling:
+temperature 0.6, top-p 0.95, seeded per step), builds each trajectory's context from the environment's
+record, asks the frozen generator for an answer (all requests concurrent), scores GenAcc, and turns it
+into the reward against the precomputed naive-RAG GenAcc of the same question (`reward.kind`: `gbr`, the
+paper's, or `gbr_plus_genacc`, the public code's). A question missing from the naive cache is an error.
+
+Checkpoints (`step-000005/`, every `save_every` steps and at the end):
+    actor/          the policy as a Hugging Face folder (safetensors + tokenizer): loadable by transformers
+                    and vLLM, and the input of the inference stage
+    engine/         DeepSpeed checkpoints of the actor and the critic (weights, optimizer, scheduler)
+    trainer_state.json   step, data cursor, RNG states (python, numpy, torch), metrics so far
+    done            written last: a checkpoint without it is ignored (a crash mid-save)
+The last `keep_last` complete checkpoints are kept. A run that finds complete checkpoints resumes from
+the newest; seeded on CPU it reproduces the metrics of an uninterrupted run. `on_checkpoint(step, path)`
+is called after each `done` marker (the Prefect task emits `s3.checkpoint.saved` from it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from s3core.agent.context import public_code_context, structured_context
+from s3core.agent.inference import s3_run
+from s3core.agent.policy import SamplingSettings, TransformersPolicy
+from s3core.agent.rollout import RolloutEngine, SearchFn
+from s3core.agent.strategies import S3Strategy
+from s3core.config.schema import RunConfig
+from s3core.generation.base import ChatBackend, GenerationParams
+from s3core.retrieval.base import DocStore
+from s3core.reward.genacc import reward, score_answers
+from s3core.reward.precompute import generator_messages
+from s3core.rl.batch import collate
+from s3core.rl.ppo import PPOLearner
+
+log = logging.getLogger(__name__)
+CHECKPOINT_PREFIX = "step-"
+DONE_MARKER = "done"
+
+
+@dataclass
+class TrainingData:
+    """The training pool (question rows) and the naive-RAG GenAcc of every train question."""
+
+    pool: list[dict[str, Any]]
+    naive_genacc: dict[str, float]
+
+    def naive(self, question_id: str) -> float:
+        if question_id not in self.naive_genacc:
+            raise KeyError(f"question {question_id!r} has no naive-RAG GenAcc in the precompute cache: the "
+                           "naive_rag stage must cover every training question (re-run s3-train's precompute)")
+        return self.naive_genacc[question_id]
+
+
+@dataclass
+class TrainerState:
+    step: int = 0
+    cursor: int = 0  # questions consumed so far (the data cursor)
+    metrics: list[dict[str, float]] = field(default_factory=list)
+
+
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / f"{CHECKPOINT_PREFIX}{step:06d}"
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint folders with their `done` marker, oldest first."""
+    found = [p for p in run_dir.glob(f"{CHECKPOINT_PREFIX}*") if (p / DONE_MARKER).exists()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+
+
+def question_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The pool's order in pass `epoch` (a fresh seeded shuffle per pass)."""
+    order = list(range(n))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    return order
+
+
+def batch_questions(data: TrainingData, cursor: int, size: int, seed: int) -> list[dict[str, Any]]:
+    """The `size` questions after `cursor` questions, passing over the pool as many times as needed."""
+    n = len(data.pool)
+    if n == 0:
+        raise ValueError("the training pool is empty: naive RAG answered every train question (or there are "
+                         "none); there is nothing for the reward to improve")
+    rows = []
+    for position in range(cursor, cursor + size):
+        epoch, offset = divmod(position, n)
+        rows.append(data.pool[question_order(n, seed, epoch)[offset]])
+    return rows
+
+
+def rng_state() -> dict[str, Any]:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+
+
+class SearcherTrainer:
+    """Train the s3 searcher; split by phase: rollout, score, update, checkpoint."""
+
+    def __init__(self, cfg: RunConfig, policy_path: str, data: TrainingData, search: SearchFn, docs: DocStore,
+                 generator: ChatBackend, run_dir: Path,
+                 on_checkpoint: Callable[[int, Path], None] | None = None):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.cfg, self.ppo, self.data, self.docs = cfg, cfg.ppo, data, docs
+        self.generator, self.run_dir = generator, Path(run_dir)
+        self.on_checkpoint = on_checkpoint or (lambda step, path: None)
+        self.tokenizer = AutoTokenizer.from_pretrained(policy_path)
+        dtype = torch.bfloat16 if (self.ppo.bf16 and torch.cuda.is_available()) else torch.float32
+        torch.manual_seed(cfg.seed)
+        actor = AutoModelForCausalLM.from_pretrained(policy_path, dtype=dtype)
+        self.learner = PPOLearner(actor, self.ppo, total_updates=self.updates_per_step * self.ppo.total_steps,
+                                  temperature=self.ppo.temperature)
+        self.policy = TransformersPolicy(policy_path, device=str(self.learner.actor.device),
+                                         model=self.learner.policy_model, tokenizer=self.tokenizer,
+                                         batch_size=cfg.searcher.rollout_batch_size)
+        run = s3_run(cfg)
+        self.engine = RolloutEngine(self.policy, S3Strategy(run.limits), search, docs,
+                                    SamplingSettings(self.ppo.max_new_tokens_per_turn, self.ppo.temperature,
+                                                     self.ppo.top_p), self.ppo.max_obs_tokens, self.ppo.max_context_tokens)
+        self.state = TrainerState()
+
+    @property
+    def updates_per_step(self) -> int:
+        return self.ppo.ppo_epochs * (self.ppo.train_batch_size // self.ppo.mini_batch_size)
+
+    # -- phases ------------------------------------------------------------------------------------------
+    def rollout(self, questions: list[dict[str, Any]], step: int):
+        self.engine.sampling = SamplingSettings(self.ppo.max_new_tokens_per_turn, self.ppo.temperature, self.ppo.top_p,
+                                                self.engine.sampling.stop_strings, seed=self.cfg.seed * 100_003 + step)
+        self.policy.model.eval()
+        rollouts = self.engine.run([q["question"] for q in questions])
+        self.policy.model.train()
+        return rollouts
+
+    def contexts(self, rollouts) -> list[str]:
+        if self.cfg.searcher.context_rule == "public_code":
+            return [public_code_context(self.tokenizer.decode(r.prompt_ids + r.response_ids)) for r in rollouts]
+        return [structured_context(r.record, self.docs)[1] for r in rollouts]
+
+    def score(self, questions: list[dict[str, Any]], rollouts) -> tuple[list[float], dict[str, float]]:
+        """Rewards of the trajectories (GenAcc of their context vs the naive cache) and outcome counts."""
+        contexts = self.contexts(rollouts)
+        texts = [q["question"] for q in questions]
+        params = GenerationParams(max_new_tokens=self.cfg.generator.max_new_tokens, temperature=self.cfg.generator.temperature)
+        answers = asyncio.run(self.generator.generate([generator_messages(c, q) for c, q in zip(contexts, texts)], params))
+        use_judge = self.cfg.reward.use_judge
+        scores = asyncio.run(score_answers(answers, [q["golden_answers"] for q in questions], texts,
+                                           self.generator if use_judge else None, use_judge))
+        naive = [self.data.naive(q["question_id"]) for q in questions]
+        rewards = [reward(self.cfg.reward.kind, float(s.genacc), n) for s, n in zip(scores, naive)]
+        outcomes = {"genacc_s3": float(np.mean([s.genacc for s in scores])),
+                    "gbr_better": float(sum(s.genacc > n for s, n in zip(scores, naive))),
+                    "gbr_same": float(sum(s.genacc == n for s, n in zip(scores, naive))),
+                    "gbr_worse": float(sum(s.genacc < n for s, n in zip(scores, naive)))}
+        return rewards, outcomes
+
+    def step(self, step: int) -> dict[str, float]:
+        everyone = batch_questions(self.data, self.state.cursor, self.ppo.train_batch_size, self.cfg.seed)
+        rank, world = rank_and_world()
+        questions = everyone[rank::world]  # data parallel: each rank rolls out and learns from its share
+        t0 = time.perf_counter()
+        rollouts = self.rollout(questions, step)
+        t1 = time.perf_counter()
+        rewards, outcomes = self.score(questions, rollouts)
+        t2 = time.perf_counter()
+        batch = collate(rollouts, rewards, self.tokenizer.pad_token_id)
+        metrics = self.learner.update(batch, seed=self.cfg.seed * 100_003 + step)
+        t3 = time.perf_counter()
+        self.state.cursor += len(everyone)
+        metrics.update(outcomes, step=float(step), turns_mean=float(np.mean([r.record.turns for r in rollouts])),
+                       searches_mean=float(np.mean([len(r.record.queries) for r in rollouts])),
+                       response_tokens_mean=float(np.mean([len(r.response_ids) for r in rollouts])),
+                       rollout_s=t1 - t0, reward_s=t2 - t1, update_s=t3 - t2)
+        return metrics
+
+    # -- checkpoints -------------------------------------------------------------------------------------
+    def save(self, step: int) -> Path:
+        path = checkpoint_dir(self.run_dir, step)
+        if path.exists():
+            shutil.rmtree(path)  # an incomplete attempt (no done marker) at this step
+        rank, _ = rank_and_world()
+        if rank == 0:
+            self.learner.policy_model.save_pretrained(path / "actor", safe_serialization=True)
+            self.tokenizer.save_pretrained(path / "actor")
+        self.learner.actor.save_checkpoint(str(path / "engine"), tag="actor")
+        if self.learner.critic is not None:
+            self.learner.critic.save_checkpoint(str(path / "engine"), tag="critic")
+        torch.save(rng_state(), path / f"rng-rank{rank}.pt")
+        barrier()
+        if rank == 0:
+            state = {"step": step, "cursor": self.state.cursor, "metrics": self.state.metrics}
+            (path / "trainer_state.json").write_text(json.dumps(state, indent=1))
+            (path / DONE_MARKER).write_text(f"{time.time()}\n")  # last: the checkpoint is complete
+            self.prune()
+        barrier()
+        return path
+
+    def prune(self) -> None:
+        for old in complete_checkpoints(self.run_dir)[:-self.ppo.keep_last]:
+            shutil.rmtree(old)
+
+    def resume(self) -> bool:
+        """Load the newest complete checkpoint, if any; True if training continues from one."""
+        done = complete_checkpoints(self.run_dir)
+        if not done:
+            return False
+        path = done[-1]
+        self.learner.actor.load_checkpoint(str(path / "engine"), tag="actor")
+        if self.learner.critic is not None:
+            self.learner.critic.load_checkpoint(str(path / "engine"), tag="critic")
+        saved = json.loads((path / "trainer_state.json").read_text())
+        self.state = TrainerState(step=saved["step"], cursor=saved["cursor"], metrics=saved["metrics"])
+        restore_rng(torch.load(path / f"rng-rank{rank_and_world()[0]}.pt", weights_only=False))
+        log.info("resumed from %s (step %d, %d questions consumed)", path, self.state.step, self.state.cursor)
+        return True
+
+    def train(self, progress: Callable[[int, int, str], None] = lambda *a: None) -> TrainerState:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.resume()
+        total = self.ppo.total_steps
+        for step in range(self.state.step + 1, total + 1):
+            metrics = self.step(step)
+            self.state.step = step
+            self.state.metrics.append(metrics)
+            progress(step, total, f"step {step}/{total}: reward {metrics['reward_mean']:+.3f}, "
+                                  f"GenAcc {metrics['genacc_s3']:.3f}, KL {metrics['kl_mean']:.4f}")
+            if step % self.ppo.save_every == 0 or step == total:
+                path = self.save(step)
+                self.on_checkpoint(step, path)
+        return self.state
+
+
+def rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()

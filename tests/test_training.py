@@ -1,0 +1,87 @@
+"""The `train` stage end to end on the default tiny world: the DeepSpeed trainer subprocess, checkpoints
+with `done` markers, checkpoint events, keep-last pruning, and resume equivalence after an interruption
+(s3core/rl/stage.py, trainer.py; DESIGN.md section 3 "Training").
+
+The generator is the tiny generator in-process (random-init, so GenAcc and rewards are 0: the learning
+itself is tested on a toy task in test_rl_learning.py); everything else is the real s3 loop.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from s3core.pipeline import open_store, prepare
+from s3core.rl.stage import CHECKPOINT_EVENT, final_policy_dir, train_spec
+from s3core.rl.trainer import complete_checkpoints
+
+TIMING = {"rollout_s", "reward_s", "update_s"}
+
+
+@pytest.fixture(scope="module")
+def training(tiny_indexes):
+    cfg = tiny_indexes["cfg"]
+    cfg = cfg.model_copy(update={
+        "generator": cfg.generator.model_copy(update={"backend": "transformers", "serve": "none", "max_new_tokens": 8}),
+        "reward": cfg.reward.model_copy(update={"use_judge": False}),
+        "ppo": cfg.ppo.model_copy(update={"train_batch_size": 4, "mini_batch_size": 2, "total_steps": 3, "save_every": 1,
+                                          "keep_last": 2, "max_new_tokens_per_turn": 12, "kl_coef": 0.001}),
+    })
+    store = open_store(cfg)
+    state = prepare(store, cfg, until="training_pool")
+    spec = train_spec(cfg, state.training_pool, state.naive_rag, state.corpus, state.dense_index, state.bm25_index,
+                      state.tiny_models)
+    events = []
+    manifest = spec.run(store, events=lambda name, payload: events.append((name, payload)))
+    return {"cfg": cfg, "store": store, "state": state, "spec": spec, "manifest": manifest, "events": events}
+
+
+def _metrics(store, manifest):
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(store.local_dir(manifest) / "metrics.parquet").to_pylist()
+    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+
+
+def test_training_writes_checkpoints_and_events(training):
+    store, manifest, events = training["store"], training["manifest"], training["events"]
+    run_dir = store.local_dir(manifest)
+    assert [p.name for p in complete_checkpoints(run_dir)] == ["step-000002", "step-000003"]  # keep_last 2
+    assert [(name, payload["step"]) for name, payload in events] == [(CHECKPOINT_EVENT, s) for s in (1, 2, 3)]
+    assert all(payload["run"] == training["cfg"].name and payload["key"] == manifest.key for _, payload in events)
+    rows = _metrics(store, manifest)
+    assert [r["step"] for r in rows] == [1.0, 2.0, 3.0] and manifest.stats["steps"] == 3
+    for row in rows:
+        assert row["turns_mean"] == 4.0 and row["policy_tokens_mean"] > 0 and row["gbr_same"] == 4.0
+        assert row["reward_mean"] == 0.0  # the random tiny generator answers nothing right
+    from transformers import AutoModelForCausalLM
+
+    from s3core.models.resolve import resolve_model_path
+
+    trained = AutoModelForCausalLM.from_pretrained(final_policy_dir(run_dir))
+    start = AutoModelForCausalLM.from_pretrained(
+        resolve_model_path("tiny:searcher", store.local_dir(training["state"].tiny_models)))
+    # rewards are 0, but the entropy bonus and the KL term still move the policy: training really stepped
+    assert any(not a.equal(b) for a, b in zip(trained.parameters(), start.parameters()))
+
+
+def test_an_interrupted_run_resumes_and_matches_an_uninterrupted_one(training):
+    store, spec, clean = training["store"], training["spec"], training["manifest"]
+    expected = _metrics(store, clean)
+    store.fs.rm(store.artifact_path("train", spec.key), recursive=True)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_checkpoint(name, payload):
+        raise Stop(f"stopping after {name} step {payload['step']}")
+
+    with pytest.raises(Stop):
+        spec.run(store, events=stop_after_first_checkpoint)
+    assert spec.completed(store) is None
+    staging = store.dir_staging("train", spec.key, resume=True)
+    assert [p.name for p in complete_checkpoints(staging)] == ["step-000001"]
+
+    events = []
+    resumed = spec.run(store, events=lambda name, payload: events.append(payload["step"]))
+    assert events == [2, 3]  # only the steps after the checkpoint were trained again
+    assert _metrics(store, resumed) == expected  # exactly: seeded sampling, restored optimizer and RNG
