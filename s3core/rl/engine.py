@@ -36,9 +36,12 @@ def ensure_distributed() -> None:
 
 def deepspeed_config(ppo: PPOConfig, micro_batch: int, bf16: bool) -> dict[str, Any]:
     zero: dict[str, Any] = {"stage": ppo.zero_stage}
+    extra: dict[str, Any] = {}
     if ppo.offload and ppo.zero_stage > 0:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": torch.cuda.is_available()}
+        extra["zero_force_ds_cpu_optimizer"] = False  # torch AdamW steps on the CPU copy: no compiled op needed
     return {
+        **extra,
         "train_micro_batch_size_per_gpu": micro_batch,
         "gradient_accumulation_steps": 1,
         "gradient_clipping": ppo.grad_clip,
