@@ -34,6 +34,9 @@ from s3core.store import Manifest, StageContext, StageResult, StageSpec
 TRAIN_CODE = ("rl", "agent", "reward", "generation", "retrieval")
 CHECKPOINT_EVENT = "s3.checkpoint.saved"
 LOG_TAIL_CHARS = 4000
+# a parent that ran DeepSpeed itself (tests, notebooks) has these set; the trainer must get its own group
+DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT",
+                   "CROSS_RANK", "CROSS_SIZE")
 
 
 def train_spec(cfg: RunConfig, training_pool: Manifest, naive_rag: Sequence[Manifest], corpus: Sequence[Manifest],
@@ -76,6 +79,12 @@ def launcher_command(spec_path: Path) -> list[str]:
             "--module", "s3core.rl.launch", "--spec", str(spec_path)]
 
 
+def trainer_environment() -> dict[str, str]:
+    """This process's environment without its own distributed-group variables (the launcher sets fresh ones)."""
+    env = {k: v for k, v in os.environ.items() if k not in DISTRIBUTED_ENV}
+    return {**env, "PYTHONUNBUFFERED": "1"}
+
+
 def build_train(ctx: StageContext, cfg: RunConfig) -> StageResult:
     run_dir = ctx.staging_dir(resume=True)  # kept between attempts: the checkpoints are the resume state
     spec_path = run_dir / "spec.json"
@@ -85,7 +94,7 @@ def build_train(ctx: StageContext, cfg: RunConfig) -> StageResult:
     log_path = run_dir / "train.log"
     with open(log_path, "a", encoding="utf-8") as log:
         proc = subprocess.Popen(launcher_command(spec_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"}, bufsize=1, start_new_session=True)
+                                env=trainer_environment(), bufsize=1, start_new_session=True)
         try:
             for line in proc.stdout:
                 log.write(line)
