@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from s3core.agent.protocol import CORRECTIVE_OBSERVATION, parse_query, parse_turn, strip_forged_information, tag_body
 from s3core.generation.prompts import load_prompt
+from s3core.registry import member_by_value
 
 
 @dataclass(frozen=True)
@@ -183,11 +184,7 @@ POLICY_FREE = (StrategyName.NAIVE, StrategyName.DIRECT, StrategyName.COT)
 
 
 def strategy_name(name: str) -> StrategyName:
-    try:
-        return StrategyName(name)
-    except ValueError:
-        valid = ", ".join(repr(s.value) for s in StrategyName)
-        raise ValueError(f"unknown searcher strategy {name!r}: valid names are {valid}") from None
+    return member_by_value(StrategyName, name, "searcher strategy")
 
 
 def make_strategy(name: str, limits: Limits) -> PolicyStrategy:

@@ -18,6 +18,7 @@ from pathlib import Path
 from s3core.config.schema import GeneratorConfig
 from s3core.generation.base import ChatBackend
 from s3core.models.resolve import resolve_model_path
+from s3core.registry import member_by_value
 
 
 class BackendName(str, enum.Enum):
@@ -71,11 +72,7 @@ BACKENDS: dict[BackendName, Callable[[GeneratorConfig, str], ChatBackend]] = {
 
 
 def backend_name(name: str) -> BackendName:
-    try:
-        return BackendName(name)
-    except ValueError:
-        valid = ", ".join(repr(b.value) for b in BackendName)
-        raise ValueError(f"unknown generator backend {name!r}: valid names are {valid}") from None
+    return member_by_value(BackendName, name, "generator backend")
 
 
 def make_backend(cfg: GeneratorConfig, tiny_models_dir: Path | None = None) -> ChatBackend:

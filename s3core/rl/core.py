@@ -22,6 +22,8 @@ import enum
 
 import torch
 
+from s3core.registry import member_by_value
+
 
 class AdvantageEstimator(str, enum.Enum):
     GAE = "gae"    # critic + generalised advantage estimation (the paper's)
@@ -29,11 +31,7 @@ class AdvantageEstimator(str, enum.Enum):
 
 
 def estimator_from_name(name: str) -> AdvantageEstimator:
-    try:
-        return AdvantageEstimator(name)
-    except ValueError:
-        valid = ", ".join(repr(e.value) for e in AdvantageEstimator)
-        raise ValueError(f"unknown advantage estimator {name!r}: valid names are {valid}") from None
+    return member_by_value(AdvantageEstimator, name, "advantage estimator")
 
 
 def masked_sum(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
