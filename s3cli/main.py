@@ -32,7 +32,7 @@ serve_app = typer.Typer(no_args_is_help=True, help="Start the project's servers.
 app.add_typer(serve_app, name="serve")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="run config YAML")]
-STAGES = ("world", "tiny-models", "corpus", "questions", "index", "retrieval-eval", "naive-rag", "training-pool", "inference")
+STAGES = ("world", "tiny-models", "corpus", "questions", "index", "retrieval-eval", "naive-rag", "training-pool", "train", "inference")
 
 
 def _load(path: Path):
@@ -113,6 +113,7 @@ STAGE_ARTIFACTS = {
     "retrieval-eval": ("retrieval_eval",),
     "naive-rag": ("naive_rag",),
     "training-pool": ("training_pool",),
+    "train": ("train",),
     "inference": ("contexts",),
 }
 
