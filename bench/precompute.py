@@ -31,6 +31,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from s3core.agent.context import format_docs  # noqa: E402
 from s3core.config import load_config  # noqa: E402
 from s3core.generation.backends import make_backend  # noqa: E402
 from s3core.generation.local_server import LOCAL_SERVERS  # noqa: E402
@@ -66,7 +67,7 @@ def run_loop(cfg, questions: list[dict], retriever, docs, base_url: str, model: 
     with httpx.Client(timeout=cfg.generator.timeout_s) as http:
         for q in questions:
             hits = retriever.search([q["question"]], cfg.retrieval.naive_topk)[0]
-            context = precompute.format_context(docs, [h.row for h in hits])
+            context = format_docs(docs, [h.row for h in hits])
             body = {"model": model, "messages": precompute.generator_messages(context, q["question"]),
                     "max_tokens": cfg.generator.max_new_tokens, "temperature": cfg.generator.temperature}
             reply = http.post(f"{base_url}/chat/completions", json=body)
@@ -113,7 +114,7 @@ def main() -> None:
         base_url = backend.base_url
         retriever, docs = precompute.open_naive_retriever(store, cfg, state.corpus, state.dense_index,
                                                            state.bm25_index, state.tiny_models)
-        contexts = [precompute.format_context(docs, [h.row for h in hits])
+        contexts = [format_docs(docs, [h.row for h in hits])
                     for hits in retriever.search([q["question"] for q in questions], cfg.retrieval.naive_topk)]
         conversations = [precompute.generator_messages(c, q["question"]) for c, q in zip(contexts, questions)]
         by_level = server_ceiling(cfg, backend, conversations)

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from s3core.agent.context import format_docs
 from s3core.config import load_config
 from s3core.config.schema import FileSource, QASetConfig
 from s3core.generation.base import GeneratorError
@@ -28,7 +29,7 @@ from s3core.pipeline import open_store, prepare, questions_spec
 from s3core.retrieval.base import DocStore
 from s3core.reward import precompute
 from s3core.reward.metrics import exact_match, f1
-from s3core.reward.precompute import format_context, is_yes_no, naive_rag_spec, training_pool_spec
+from s3core.reward.precompute import is_yes_no, naive_rag_spec, training_pool_spec
 from s3core.reward.span import span_check
 
 REPO = Path(__file__).resolve().parents[1]
@@ -105,7 +106,7 @@ def test_context_lines_keep_titles_intact():
     import pyarrow as pa
 
     docs = DocStore(pa.table({"id": ["a", "b"], "title": ['Foo (band) "live"', "Bar) x"], "text": ["t1", "t2"]}))
-    assert format_context(docs, [1, 0]) == 'Doc 1 (Title: Bar) x) t2\nDoc 2 (Title: Foo (band) "live") t1'
+    assert format_docs(docs, [1, 0]) == 'Doc 1 (Title: Bar) x) t2\nDoc 2 (Title: Foo (band) "live") t1'
 
 
 def test_yes_no_rule():

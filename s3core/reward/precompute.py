@@ -64,11 +64,6 @@ TRAINING_POOL_SCHEMA = pa.schema([
 
 
 # -- pure helpers ---------------------------------------------------------------------------------------
-def format_context(docs: DocStore, rows: Sequence[int]) -> str:
-    """The numbered passages of the generator's system message: `Doc i (Title: T) text`, i = 1..k."""
-    return format_docs(docs, rows)
-
-
 def generator_messages(context: str, question: str) -> list[Message]:
     """DESIGN.md section 2 "Generator": the contexts in the system message, the question as the user's."""
     system = load_prompt(GENERATOR_PROMPT).render(contexts=context)
@@ -169,6 +164,18 @@ def _shard_stats(rows: list[dict[str, Any]]) -> dict[str, int]:
     return {"questions": len(rows), "naive_correct": sum(r["genacc"] for r in rows)}
 
 
+async def answer_and_score(backend: ChatBackend, contexts: Sequence[str], questions: Sequence[str],
+                           golden_answers: Sequence[Sequence[str]], cfg: RunConfig) -> tuple[list[str], list[AnswerScore]]:
+    """The generator's answer on each context (all requests concurrent) and its GenAcc / EM / F1: the one
+    measurement behind the naive-RAG cache and the training reward. The generator judges when use_judge."""
+    params = GenerationParams(max_new_tokens=cfg.generator.max_new_tokens, temperature=cfg.generator.temperature)
+    answers = await backend.generate([generator_messages(c, q) for c, q in zip(contexts, questions)], params)
+    use_judge = cfg.reward.use_judge
+    scores = await score_answers(answers, [list(g) for g in golden_answers], list(questions),
+                                 backend if use_judge else None, use_judge)
+    return answers, scores
+
+
 async def _answer_shard(chunk: list[dict[str, Any]], retriever: Retriever, docs: DocStore,
                         backend: ChatBackend, cfg: RunConfig) -> list[dict[str, Any]]:
     """Retrieve, generate and score one shard of questions; rows in question order."""
@@ -176,12 +183,8 @@ async def _answer_shard(chunk: list[dict[str, Any]], retriever: Retriever, docs:
         return []
     texts = [q["question"] for q in chunk]
     hits = retriever.search(texts, cfg.retrieval.naive_topk)  # the question itself is the query
-    contexts = [format_context(docs, [h.row for h in row_hits]) for row_hits in hits]
-    params = GenerationParams(max_new_tokens=cfg.generator.max_new_tokens, temperature=cfg.generator.temperature)
-    answers = await backend.generate([generator_messages(c, q) for c, q in zip(contexts, texts)], params)
-    golds = [list(q["golden_answers"]) for q in chunk]
-    use_judge = cfg.reward.use_judge
-    scores = await score_answers(answers, golds, texts, backend if use_judge else None, use_judge)
+    contexts = [format_docs(docs, [h.row for h in row_hits]) for row_hits in hits]
+    answers, scores = await answer_and_score(backend, contexts, texts, [q["golden_answers"] for q in chunk], cfg)
     return [_naive_row(q, [docs.doc_id(h.row) for h in row_hits], c, a, s, cfg)
             for q, row_hits, c, a, s in zip(chunk, hits, contexts, answers, scores)]
 

@@ -41,10 +41,10 @@ from s3core.agent.policy import SamplingSettings, TransformersPolicy
 from s3core.agent.rollout import RolloutEngine, SearchFn
 from s3core.agent.strategies import S3Strategy
 from s3core.config.schema import RunConfig
-from s3core.generation.base import ChatBackend, GenerationParams
+from s3core.generation.base import ChatBackend
 from s3core.retrieval.base import DocStore
-from s3core.reward.genacc import reward, score_answers
-from s3core.reward.precompute import generator_messages
+from s3core.reward.genacc import reward
+from s3core.reward.precompute import answer_and_score
 from s3core.rl.batch import collate
 from s3core.rl.ppo import PPOLearner
 
@@ -160,13 +160,8 @@ class SearcherTrainer:
 
     def score(self, questions: list[dict[str, Any]], rollouts) -> tuple[list[float], dict[str, float]]:
         """Rewards of the trajectories (GenAcc of their context vs the naive cache) and outcome counts."""
-        contexts = self.contexts(rollouts)
-        texts = [q["question"] for q in questions]
-        params = GenerationParams(max_new_tokens=self.cfg.generator.max_new_tokens, temperature=self.cfg.generator.temperature)
-        answers = asyncio.run(self.generator.generate([generator_messages(c, q) for c, q in zip(contexts, texts)], params))
-        use_judge = self.cfg.reward.use_judge
-        scores = asyncio.run(score_answers(answers, [q["golden_answers"] for q in questions], texts,
-                                           self.generator if use_judge else None, use_judge))
+        _, scores = asyncio.run(answer_and_score(self.generator, self.contexts(rollouts), [q["question"] for q in questions],
+                                                 [q["golden_answers"] for q in questions], self.cfg))
         naive = [self.data.naive(q["question_id"]) for q in questions]
         rewards = [reward(self.cfg.reward.kind, float(s.genacc), n) for s, n in zip(scores, naive)]
         outcomes = {"genacc_s3": float(np.mean([s.genacc for s in scores])),
