@@ -101,7 +101,7 @@ class RolloutEngine:
             active = [r for r in rollouts if not r.done and self._room_for_a_turn(r)]
             if not active:
                 break
-            self._turn([r for r in active], turn + 1)
+            self._turn(active, turn + 1)
         for r in rollouts:
             if not r.done:
                 r.done = True

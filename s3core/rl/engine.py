@@ -10,12 +10,12 @@ launcher's environment; run in-process (tests, `make run`) it becomes a one-rank
 from __future__ import annotations
 
 import os
-import socket
 from typing import Any
 
 import torch
 
 from s3core.config.schema import PPOConfig
+from s3core.generation.local_server import free_port
 
 
 def ensure_distributed() -> None:
@@ -26,11 +26,8 @@ def ensure_distributed() -> None:
     if dist.is_available() and dist.is_initialized():
         return
     if "RANK" not in os.environ:  # not started by a launcher: one rank on this machine
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
         os.environ.update({"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
-                           "MASTER_PORT": str(port)})
+                           "MASTER_PORT": str(free_port())})
     deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo")
 
 

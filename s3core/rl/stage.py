@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -27,6 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from s3core.config.schema import RunConfig
+from s3core.generation.local_server import free_port
 from s3core.models.resolve import is_tiny
 from s3core.rl.launch import EVENT_PREFIX
 from s3core.store import Manifest, StageContext, StageResult, StageSpec
@@ -72,11 +72,8 @@ def launcher_command(spec_path: Path) -> list[str]:
     gpus = torch.cuda.device_count()
     if gpus == 0:
         return [sys.executable, *module]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(gpus), "--master_port", str(port),
-            "--module", "s3core.rl.launch", "--spec", str(spec_path)]
+    return [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(gpus), "--master_port",
+            str(free_port()), "--module", *module[1:]]
 
 
 def trainer_environment() -> dict[str, str]:
