@@ -35,7 +35,6 @@ from s3core.store import Manifest, StageContext, StageResult, StageSpec
 from s3core.store.stage import write_missing_shards
 
 CONTEXTS_CODE = ("agent", "retrieval", "generation/prompts", "models/resolve.py")
-POLICY_FREE = ("naive", "direct", "cot")
 
 CONTEXTS_SCHEMA = pa.schema([
     ("question_id", pa.string()), ("data_source", pa.string()), ("split", pa.string()), ("question", pa.string()),
