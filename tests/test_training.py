@@ -42,6 +42,14 @@ def _metrics(store, manifest):
     return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
 
 
+def _tensorboard_steps(run_dir, tag="reward/reward_mean"):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    board = EventAccumulator(str(run_dir / "tensorboard"))
+    board.Reload()
+    return [event.step for event in board.Scalars(tag)]
+
+
 def test_training_writes_checkpoints_and_events(training):
     store, manifest, events = training["store"], training["manifest"], training["events"]
     run_dir = store.local_dir(manifest)
@@ -50,6 +58,7 @@ def test_training_writes_checkpoints_and_events(training):
     assert all(payload["run"] == training["cfg"].name and payload["key"] == manifest.key for _, payload in events)
     rows = _metrics(store, manifest)
     assert [r["step"] for r in rows] == [1.0, 2.0, 3.0] and manifest.stats["steps"] == 3
+    assert _tensorboard_steps(run_dir) == [1, 2, 3] and _tensorboard_steps(run_dir, "ppo/kl_mean") == [1, 2, 3]
     for row in rows:
         assert row["turns_mean"] == 4.0 and row["policy_tokens_mean"] > 0 and row["gbr_same"] == 4.0
         assert row["reward_mean"] == 0.0  # the random tiny generator answers nothing right
@@ -85,3 +94,4 @@ def test_an_interrupted_run_resumes_and_matches_an_uninterrupted_one(training):
     resumed = spec.run(store, events=lambda name, payload: events.append(payload["step"]))
     assert events == [2, 3]  # only the steps after the checkpoint were trained again
     assert _metrics(store, resumed) == expected  # exactly: seeded sampling, restored optimizer and RNG
+    assert _tensorboard_steps(store.local_dir(resumed)) == [1, 2, 3]  # the killed attempt's extra steps purged

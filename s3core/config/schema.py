@@ -219,7 +219,9 @@ class SearcherConfig(_Section):
         "public_code: the public code's rule, for the paper's exact numbers",
     )
     policy_backend: Literal["transformers", "vllm"] = Field(
-        default="transformers", description="rollout engine: transformers runs anywhere; vllm when installed (GPU)")
+        default="transformers",
+        description="inference rollout engine: transformers runs anywhere; vllm when installed (GPU). Training always "
+        "samples from the learner's own weights through the transformers loop")
     dtype: Literal["float32", "bfloat16", "float16"] = Field(default="bfloat16", description="policy weights for rollouts")
     rollout_batch_size: int = Field(default=64, gt=0, description="trajectories per policy forward batch")
 
@@ -304,6 +306,7 @@ class PPOConfig(_Section):
     offload: bool = False
     bf16: bool = True
     gradient_checkpointing: bool = True
+    tensorboard: bool = Field(default=True, description="also write per-step metrics as TensorBoard scalars under <train dir>/tensorboard")
 
     @model_validator(mode="after")
     def _whole_mini_batches(self) -> PPOConfig:

@@ -54,7 +54,7 @@ def train_spec(cfg: RunConfig, training_pool: Manifest, naive_rag: Sequence[Mani
             raise ValueError("training uses a 'tiny:' model but the tiny models were not built")
         inputs["tiny_models"] = tiny_models
     identity = {"searcher": cfg.searcher.model_dump(mode="json", exclude={"rollout_batch_size"}),
-                "ppo": cfg.ppo.model_dump(mode="json"), "reward": cfg.reward.model_dump(mode="json"),
+                "ppo": cfg.ppo.model_dump(mode="json", exclude={"tensorboard"}), "reward": cfg.reward.model_dump(mode="json"),
                 "generator": {"model": cfg.generator.model, "max_new_tokens": cfg.generator.max_new_tokens,
                               "temperature": cfg.generator.temperature}, "seed": cfg.seed}
 

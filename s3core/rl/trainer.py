@@ -47,6 +47,7 @@ from s3core.reward.genacc import reward
 from s3core.reward.precompute import answer_and_score
 from s3core.rl.batch import collate
 from s3core.rl.ppo import PPOLearner
+from s3core.rl.tensorboard import TensorBoardLog
 
 log = logging.getLogger(__name__)
 CHECKPOINT_PREFIX = "step-"
@@ -234,16 +235,25 @@ class SearcherTrainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.resume()
         total = self.ppo.total_steps
-        for step in range(self.state.step + 1, total + 1):
-            metrics = self.step(step)
-            self.state.step = step
-            self.state.metrics.append(metrics)
-            progress(step, total, f"step {step}/{total}: reward {metrics['reward_mean']:+.3f}, "
-                                  f"GenAcc {metrics['genacc_s3']:.3f}, KL {metrics['kl_mean']:.4f}")
-            if step % self.ppo.save_every == 0 or step == total:
-                path = self.save(step)
-                self.on_checkpoint(step, path)
+        board = TensorBoardLog(self.run_dir / "tensorboard", first_step=self.state.step + 1,
+                               enabled=self.ppo.tensorboard and rank_and_world()[0] == 0)
+        try:
+            for step in range(self.state.step + 1, total + 1):
+                self.train_one(step, total, board, progress)
+        finally:
+            board.close()
         return self.state
+
+    def train_one(self, step: int, total: int, board: TensorBoardLog, progress: Callable[[int, int, str], None]) -> None:
+        metrics = self.step(step)
+        self.state.step = step
+        self.state.metrics.append(metrics)
+        board.log(step, metrics)
+        progress(step, total, f"step {step}/{total}: reward {metrics['reward_mean']:+.3f}, "
+                              f"GenAcc {metrics['genacc_s3']:.3f}, KL {metrics['kl_mean']:.4f}")
+        if step % self.ppo.save_every == 0 or step == total:
+            path = self.save(step)
+            self.on_checkpoint(step, path)
 
 
 def rank_and_world() -> tuple[int, int]:
