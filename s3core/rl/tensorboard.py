@@ -5,7 +5,7 @@ so the TensorBoard UI shows related curves together (reward/, ppo/, rollout/, ti
 the writer with `purge_step` = the first step it will run, so steps logged after the last complete
 checkpoint by the killed attempt are dropped and the curves have no duplicate points.
 
-    tensorboard --logdir artifacts/<run>/train     # or the staging folder while training runs
+    tensorboard --logdir artifacts/train    # or the staging folder while training runs
 """
 
 from __future__ import annotations
