@@ -1,22 +1,32 @@
-"""The inference part of s3-train: contexts of every run (s3, baselines) on every evaluation QA set."""
+"""The inference and evaluation part of s3-train: contexts of every run (s3, baselines) on every evaluation
+QA set -> generator answers and scores -> the report."""
 
 from __future__ import annotations
 
 from s3core.agent.inference import eval_question_sets, inference_runs
 from s3core.config import RunConfig
-from s3core.pipeline import PipelineState
+from s3core.pipeline import PipelineState, trained_checkpoint
+from tasks.evaluate import report_task, scores_task
 from tasks.inference import contexts_summary_task, contexts_task
 
 
 def inference_stages(cfg: RunConfig, state: PipelineState) -> PipelineState:
     """Add the contexts artifacts (the same order as the pipeline walker in s3core); s3 uses the trained
-    searcher when the train stage ran."""
+    searcher's newest checkpoint when the train stage ran."""
+    trained = trained_checkpoint(cfg, state.train)
     state.contexts = [
-        contexts_task(cfg, run, questions, state.corpus, state.dense_index, state.bm25_index, state.tiny_models,
-                      state.train if run.strategy == "s3" else None)
+        contexts_task(cfg, run, questions, state.corpus, state.dense_index, state.bm25_index, state.tiny_models)
         for questions in eval_question_sets(cfg, state.questions)
-        for run in inference_runs(cfg)
+        for run in inference_runs(cfg, trained)
     ]
     if state.contexts:
         contexts_summary_task(cfg, state.contexts)
+    return state
+
+
+def evaluation_stages(cfg: RunConfig, state: PipelineState) -> PipelineState:
+    """Add the scores of every contexts artifact and the report over them."""
+    state.scores = [scores_task(cfg, c, state.tiny_models) for c in state.contexts]
+    if state.scores:
+        state.report = report_task(cfg, state.scores, state.train, title=f"s3-train evaluation ({cfg.name})")
     return state

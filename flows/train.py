@@ -2,9 +2,7 @@
 
     prepare (world -> tiny models -> corpus -> questions) -> index (embeddings -> dense index; BM25 index)
     -> precompute (naive RAG per QA set -> training pool) -> train (PPO, checkpoints + events) -> inference
-    (contexts of the trained s3 searcher and the baselines) -> [evaluate]
-
-The bracketed stages arrive with later issues; this flow chains every stage that exists.
+    (contexts of the trained s3 searcher and the baselines) -> evaluate (answers, GenAcc / EM / F1, report)
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.index import index_stages
-from flows.inference import inference_stages
+from flows.inference import evaluation_stages, inference_stages
 from flows.params import ConfigPath
 from flows.precompute import precompute_stages
 from flows.prepare import prepare_stages
@@ -26,7 +24,8 @@ def s3_train(config_path: ConfigPath = "configs/tiny.yaml") -> dict[str, str]:
     """Run every stage of the s3 pipeline for the setting in `config_path`."""
     cfg = load_config(config_path)
     try:
-        outputs = inference_stages(cfg, precompute_stages(cfg, index_stages(cfg, prepare_stages(cfg))))
+        trained = precompute_stages(cfg, index_stages(cfg, prepare_stages(cfg)))
+        outputs = evaluation_stages(cfg, inference_stages(cfg, trained))
     finally:
         stop_local_generators()
     return report_artifacts_task(cfg, outputs.all(), title=f"s3-train ({cfg.name})")

@@ -32,7 +32,8 @@ serve_app = typer.Typer(no_args_is_help=True, help="Start the project's servers.
 app.add_typer(serve_app, name="serve")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="run config YAML")]
-STAGES = ("world", "tiny-models", "corpus", "questions", "index", "retrieval-eval", "naive-rag", "training-pool", "train", "inference")
+STAGES = ("world", "tiny-models", "corpus", "questions", "index", "retrieval-eval", "naive-rag", "training-pool", "train", "inference",
+          "evaluate")
 
 
 def _load(path: Path):
@@ -115,6 +116,7 @@ STAGE_ARTIFACTS = {
     "training-pool": ("training_pool",),
     "train": ("train",),
     "inference": ("contexts",),
+    "evaluate": ("scores", "report"),
 }
 
 

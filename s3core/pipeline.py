@@ -16,6 +16,8 @@ artifact, its key and its resume behaviour are the same whichever way a stage is
     training_pool train questions naive RAG fails, minus yes/no ones                        table
     train         the searcher trained by PPO: checkpoints + metrics (rl/stage.py)          dir, resumable
     contexts      per run (s3, each baseline) and eval QA set: queries, doc ids, final context  table
+    scores        per contexts artifact: generator answer, GenAcc / EM / F1 (evaluation/scores.py)  table
+    report        report.md, comparison.csv and plots over every scores artifact (evaluation/report.py)  dir
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from s3core.agent.inference import contexts_spec, eval_question_sets, inference_runs
 from s3core.config.schema import CorpusPart, QASetConfig, RunConfig
 from s3core.data.ingest import ingest_corpus, ingest_questions, source_identity
 from s3core.data.tiny_world import generate_world, read_world_texts, write_world
-from s3core.reward.precompute import naive_rag_spec, training_pool_spec
-from s3core.rl.stage import train_spec
+from s3core.evaluation.report import report_spec
+from s3core.evaluation.scores import scores_spec
 from s3core.retrieval.stages import (
     bm25_index_spec,
     dense_index_spec,
@@ -37,12 +40,17 @@ from s3core.retrieval.stages import (
     needs_dense,
     retrieval_eval_spec,
 )
+from s3core.reward.precompute import naive_rag_spec, training_pool_spec
+from s3core.rl.stage import train_spec
 from s3core.store import ArtifactStore, Manifest, StageContext, StageResult, StageSpec
 from s3core.store.stage import ProgressReporter, log_progress
 
+if TYPE_CHECKING:
+    from s3core.evaluation.checkpoints import Checkpoint
+
 # Every stage name in dependency order (walk_pipeline's order).
 STAGE_ORDER = ("world", "tiny_models", "corpus", "questions", "embeddings", "dense_index", "bm25_index", "retrieval_eval",
-               "naive_rag", "training_pool", "train", "contexts")
+               "naive_rag", "training_pool", "train", "contexts", "scores", "report")
 
 # The s3core source each stage runs (besides s3core/store): editing other code keeps its cache valid.
 INGEST_CODE = ("data/ingest.py", "data/formats.py", "data/sources.py")
@@ -131,12 +139,15 @@ class PipelineState:
     training_pool: Manifest | None = None
     train: Manifest | None = None
     contexts: list[Manifest] = field(default_factory=list)
+    scores: list[Manifest] = field(default_factory=list)
+    report: Manifest | None = None
 
     def all(self) -> list[Manifest]:
         single = [self.world, self.tiny_models]
         later = [self.embeddings, self.dense_index, self.bm25_index, self.retrieval_eval]
         return ([m for m in single if m] + self.corpus + self.questions + [m for m in later if m] + self.naive_rag
-                + [m for m in (self.training_pool, self.train) if m] + self.contexts)
+                + [m for m in (self.training_pool, self.train) if m] + self.contexts + self.scores
+                + [m for m in (self.report,) if m])
 
 
 class _Incomplete(Exception):
@@ -178,14 +189,27 @@ def walk_pipeline(cfg: RunConfig, resolve: Callable[[StageSpec], Manifest | None
             state.training_pool = need(training_pool_spec(cfg, state.naive_rag))
             state.train = need(train_spec(cfg, state.training_pool, state.naive_rag, state.corpus, state.dense_index,
                                           state.bm25_index, state.tiny_models))
+        trained = trained_checkpoint(cfg, state.train)
         for questions in eval_question_sets(cfg, state.questions):
             state.contexts.extend(need(contexts_spec(cfg, run, questions, state.corpus, state.dense_index,
-                                                     state.bm25_index, state.tiny_models,
-                                                     checkpoint=state.train if run.strategy == "s3" else None))
-                                  for run in inference_runs(cfg))
+                                                     state.bm25_index, state.tiny_models))
+                                  for run in inference_runs(cfg, trained))
+        state.scores = [need(scores_spec(cfg, c, state.tiny_models)) for c in state.contexts]
+        if state.scores:
+            state.report = need(report_spec(cfg, state.scores, state.train))
     except _Incomplete:
         return state if partial else None
     return state
+
+
+def trained_checkpoint(cfg: RunConfig, train: Manifest | None) -> Checkpoint | None:
+    """The newest checkpoint of a completed train artifact: the s3 run of the inference stage."""
+    if train is None:
+        return None
+    from s3core.evaluation.checkpoints import as_checkpoint
+    from s3core.rl.stage import final_policy_dir
+
+    return as_checkpoint(final_policy_dir(open_store(cfg).local_dir(train)))
 
 
 def has_train_split(questions: list[Manifest]) -> bool:

@@ -14,15 +14,14 @@ from tasks.common import run_spec_in_task, spec_cache_key
 @task(
     name="contexts",
     task_run_name="contexts-{run.name}-{questions.stats[data_source]}-{questions.stats[split]}",
-    cache_key_fn=spec_cache_key(lambda cfg, run, questions, corpus, dense_index, bm25_index, tiny_models, checkpoint=None:
-                                contexts_spec(cfg, run, questions, corpus, dense_index, bm25_index, tiny_models, checkpoint)),
+    cache_key_fn=spec_cache_key(lambda cfg, run, questions, corpus, dense_index, bm25_index, tiny_models:
+                                contexts_spec(cfg, run, questions, corpus, dense_index, bm25_index, tiny_models)),
     persist_result=True,
 )
 def contexts_task(cfg: RunConfig, run: InferenceRun, questions: Manifest, corpus: list[Manifest],
-                  dense_index: Manifest | None, bm25_index: Manifest | None, tiny_models: Manifest | None,
-                  checkpoint: Manifest | None = None) -> Manifest:
+                  dense_index: Manifest | None, bm25_index: Manifest | None, tiny_models: Manifest | None) -> Manifest:
     """Contexts of one run (s3 or a baseline) on one QA set (sharded, resumable)."""
-    return run_spec_in_task(contexts_spec(cfg, run, questions, corpus, dense_index, bm25_index, tiny_models, checkpoint), cfg)
+    return run_spec_in_task(contexts_spec(cfg, run, questions, corpus, dense_index, bm25_index, tiny_models), cfg)
 
 
 @task(name="contexts-summary")

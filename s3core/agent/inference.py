@@ -19,7 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -28,11 +29,15 @@ from s3core.agent.rollout import Rollout, RolloutEngine, retriever_search
 from s3core.agent.sampling import SamplingSettings
 from s3core.agent.strategies import Limits, make_strategy
 from s3core.config.schema import BaselineConfig, RunConfig
+from s3core.evaluation.sampling import sample_questions
 from s3core.generation.prompts import load_prompt
 from s3core.models.resolve import is_tiny, resolve_model_path
 from s3core.retrieval.base import DocStore
 from s3core.store import Manifest, StageContext, StageResult, StageSpec
 from s3core.store.stage import write_missing_shards
+
+if TYPE_CHECKING:
+    from s3core.evaluation.checkpoints import Checkpoint
 
 CONTEXTS_CODE = ("agent", "retrieval", "generation/prompts", "models/resolve.py")
 
@@ -57,14 +62,19 @@ class InferenceRun:
     retriever: str | None  # dense | bm25 | None (no retrieval)
     limits: Limits | None
     max_new_tokens: int
+    policy_dir: str | None = None  # a trained checkpoint's actor folder (keyed by its weights, not its path)
 
 
-def s3_run(cfg: RunConfig, model: str | None = None) -> InferenceRun:
-    """The s3 searcher's run: "8-3-3" limits from `searcher`; the model is a checkpoint folder if given."""
+def s3_run(cfg: RunConfig, checkpoint: Checkpoint | None = None) -> InferenceRun:
+    """The s3 searcher's run: "8-3-3" limits from `searcher`; the policy is `searcher.model`, or a trained
+    checkpoint, reported as `s3@step-N`."""
     s = cfg.searcher
     limits = Limits(initial_topk=s.initial_topk, topk=s.topk_per_query, max_searches=s.max_search_turns,
                     max_turns=s.max_search_turns + 1, max_selected=s.max_selected_per_turn)
-    return InferenceRun("s3", "s3", model or s.model, cfg.retrieval.naive_retriever, limits, cfg.ppo.max_new_tokens_per_turn)
+    if checkpoint is None:
+        return InferenceRun("s3", "s3", s.model, cfg.retrieval.naive_retriever, limits, cfg.ppo.max_new_tokens_per_turn)
+    return InferenceRun(checkpoint.label, "s3", f"checkpoint:{checkpoint.label}", cfg.retrieval.naive_retriever, limits,
+                        cfg.ppo.max_new_tokens_per_turn, policy_dir=str(checkpoint.actor))
 
 
 def baseline_run(cfg: RunConfig, b: BaselineConfig) -> InferenceRun:
@@ -79,8 +89,9 @@ def baseline_run(cfg: RunConfig, b: BaselineConfig) -> InferenceRun:
     return InferenceRun(b.name, b.strategy, b.model, retriever, limits, b.max_new_tokens_per_turn)
 
 
-def inference_runs(cfg: RunConfig) -> list[InferenceRun]:
-    runs = [s3_run(cfg)] if cfg.inference.run_s3 else []
+def inference_runs(cfg: RunConfig, checkpoint: Checkpoint | None = None) -> list[InferenceRun]:
+    """The s3 run (the trained `checkpoint` when given) and every baseline of `inference.baselines`."""
+    runs = [s3_run(cfg, checkpoint)] if cfg.inference.run_s3 else []
     return runs + [baseline_run(cfg, b) for b in cfg.inference.baselines]
 
 
@@ -90,8 +101,15 @@ def eval_question_sets(cfg: RunConfig, questions: Sequence[Manifest]) -> list[Ma
 
 
 def contexts_identity(cfg: RunConfig, run: InferenceRun) -> dict[str, Any]:
-    inf = cfg.inference
-    identity: dict[str, Any] = {"run": asdict(run), "shard_rows": inf.shard_rows}
+    inf, ev = cfg.inference, cfg.evaluation
+    identity: dict[str, Any] = {"run": {k: v for k, v in asdict(run).items() if k != "policy_dir"},
+                                "shard_rows": inf.shard_rows}
+    if run.policy_dir is not None:  # the weights, wherever they are read from (staging folder or the store)
+        from s3core.evaluation.checkpoints import weights_fingerprint
+
+        identity["weights"] = weights_fingerprint(Path(run.policy_dir))
+    if ev.max_questions_per_set is not None:
+        identity["sample"] = {"max_questions_per_set": ev.max_questions_per_set, "seed": ev.sample_seed}
     if run.model is not None:
         identity.update(temperature=inf.temperature, top_p=inf.top_p, seed=inf.seed,
                         max_obs_tokens=cfg.ppo.max_obs_tokens, max_context_tokens=cfg.ppo.max_context_tokens,
@@ -102,9 +120,8 @@ def contexts_identity(cfg: RunConfig, run: InferenceRun) -> dict[str, Any]:
 
 
 def contexts_spec(cfg: RunConfig, run: InferenceRun, questions: Manifest, corpus: Sequence[Manifest],
-                  dense_index: Manifest | None, bm25_index: Manifest | None, tiny_models: Manifest | None,
-                  checkpoint: Manifest | None = None) -> StageSpec:
-    """The `contexts` stage of one run on one QA set."""
+                  dense_index: Manifest | None, bm25_index: Manifest | None, tiny_models: Manifest | None) -> StageSpec:
+    """The `contexts` stage of one run on one QA set (a trained s3 policy comes as `run.policy_dir`)."""
     inputs: dict[str, Manifest] = {"questions": questions}
     if run.retriever is not None:
         index = {"dense": dense_index, "bm25": bm25_index}[run.retriever]
@@ -119,8 +136,6 @@ def contexts_spec(cfg: RunConfig, run: InferenceRun, questions: Manifest, corpus
         if tiny_models is None:
             raise ValueError(f"run {run.name!r} uses a 'tiny:' model but the tiny models were not built")
         inputs["tiny_models"] = tiny_models
-    if checkpoint is not None:
-        inputs["checkpoint"] = checkpoint
 
     def build(ctx: StageContext) -> StageResult:
         return build_contexts(ctx, cfg, run)
@@ -129,10 +144,8 @@ def contexts_spec(cfg: RunConfig, run: InferenceRun, questions: Manifest, corpus
 
 
 def _policy_model_path(ctx: StageContext, run: InferenceRun) -> str:
-    if "checkpoint" in ctx.inputs:  # a `train` artifact: its newest checkpoint's Hugging Face folder
-        from s3core.rl.stage import final_policy_dir
-
-        return str(final_policy_dir(ctx.store.local_dir(ctx.inputs["checkpoint"])))
+    if run.policy_dir is not None:
+        return run.policy_dir
     models = ctx.store.local_dir(ctx.inputs["tiny_models"]) if "tiny_models" in ctx.inputs else None
     return resolve_model_path(run.model, models)
 
@@ -150,7 +163,9 @@ def open_policy(cfg: RunConfig, model_path: str):
 
 
 def build_contexts(ctx: StageContext, cfg: RunConfig, run: InferenceRun) -> StageResult:
-    questions = ctx.store.read_table(ctx.inputs["questions"]).to_pylist()
+    ev = cfg.evaluation
+    questions = sample_questions(ctx.store.read_table(ctx.inputs["questions"]).to_pylist(), ev.max_questions_per_set,
+                                 ev.sample_seed)
     source = ctx.inputs["questions"].stats
 
     def open_worker():

@@ -274,6 +274,21 @@ class InferenceConfig(_Section):
         return value
 
 
+class EvaluationConfig(_Section):
+    """What the evaluation stage scores and how (DESIGN.md section 2 "GenAcc"; issue 7)."""
+
+    max_questions_per_set: int | None = Field(
+        default=None, gt=0,
+        description="null = full test sets (the paper); 3000 = the public code's sampled mode (<= 3,000 questions per "
+        "set, drawn with sample_seed). Applied where contexts are made, so inference is sampled too")
+    sample_seed: int = Field(default=42, description="seed of the per-set sample (the public code used 42)")
+    judge_only_sources: list[str] = Field(
+        default_factory=list,
+        description="data sources whose GenAcc is the judge's verdict alone (MIRAGE: medqa, medmcqa, pubmedqa, bioasq, "
+        "mmlu_med); needs reward.use_judge: true")
+    shard_rows: int = Field(default=256, gt=0, description="questions per scores shard (the unit of resume)")
+
+
 class RewardConfig(_Section):
     kind: Literal["gbr", "gbr_plus_genacc"] = Field(default="gbr", description="gbr = the paper's Gain Beyond RAG; gbr_plus_genacc = the public code's")
     use_judge: bool = Field(default=True, description="GenAcc = span_check OR judge_check")
@@ -337,6 +352,14 @@ class RunConfig(_Section):
     reward: RewardConfig = Field(default_factory=RewardConfig)
     ppo: PPOConfig = Field(default_factory=PPOConfig)
     inference: InferenceConfig = Field(default_factory=InferenceConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @model_validator(mode="after")
+    def _judge_only_needs_the_judge(self) -> RunConfig:
+        if self.evaluation.judge_only_sources and not self.reward.use_judge:
+            raise ValueError(f"evaluation.judge_only_sources {self.evaluation.judge_only_sources} are scored by the judge "
+                             "alone, but reward.use_judge is false: set reward.use_judge: true or empty that list")
+        return self
 
     @model_validator(mode="after")
     def _tiny_references_resolve(self) -> RunConfig:

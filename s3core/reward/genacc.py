@@ -39,21 +39,27 @@ async def score_answers(
     judge_backend: ChatBackend | None,
     use_judge: bool,
     judge_retries: int = 2,
+    judge_only: bool = False,
 ) -> list[AnswerScore]:
-    """Score each prediction against its gold answers; one AnswerScore per prediction, in order."""
+    """Score each prediction against its gold answers; one AnswerScore per prediction, in order.
+
+    `judge_only` (MIRAGE's multiple-choice sets, DESIGN.md section 2): GenAcc is the judge's verdict alone,
+    asked about every answer; span_check is still recorded but does not count."""
     if not len(predictions) == len(golden_answers_list) == len(questions):
         raise ValueError(f"lengths differ: {len(predictions)} predictions, {len(golden_answers_list)} gold lists, {len(questions)} questions")
+    if judge_only and not use_judge:
+        raise ValueError("judge_only scoring needs the judge: set reward.use_judge: true")
     if use_judge and judge_backend is None:
         raise ValueError("use_judge is on but no judge backend was given: pass one, or set use_judge=False")
     spans = [span_check(pred, golds) for pred, golds in zip(predictions, golden_answers_list)]
     judged: dict[int, bool] = {}
     if use_judge:
-        to_judge = [i for i, ok in enumerate(spans) if not ok]
+        to_judge = [i for i, ok in enumerate(spans) if judge_only or not ok]
         items = [JudgeItem(questions[i], list(golden_answers_list[i]), predictions[i]) for i in to_judge]
         judged = dict(zip(to_judge, await judge_many(judge_backend, items, retries=judge_retries)))
     return [
         AnswerScore(
-            genacc=spans[i] or judged.get(i, False),
+            genacc=judged[i] if judge_only else (spans[i] or judged.get(i, False)),
             span=spans[i],
             judge=judged.get(i),
             em=exact_match(pred, golds),

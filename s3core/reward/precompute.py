@@ -165,14 +165,16 @@ def _shard_stats(rows: list[dict[str, Any]]) -> dict[str, int]:
 
 
 async def answer_and_score(backend: ChatBackend, contexts: Sequence[str], questions: Sequence[str],
-                           golden_answers: Sequence[Sequence[str]], cfg: RunConfig) -> tuple[list[str], list[AnswerScore]]:
+                           golden_answers: Sequence[Sequence[str]], cfg: RunConfig,
+                           judge_only: bool = False) -> tuple[list[str], list[AnswerScore]]:
     """The generator's answer on each context (all requests concurrent) and its GenAcc / EM / F1: the one
-    measurement behind the naive-RAG cache and the training reward. The generator judges when use_judge."""
+    measurement behind the naive-RAG cache, the training reward and evaluation. The generator judges when
+    use_judge; `judge_only` lets the judge alone decide GenAcc (MIRAGE)."""
     params = GenerationParams(max_new_tokens=cfg.generator.max_new_tokens, temperature=cfg.generator.temperature)
     answers = await backend.generate([generator_messages(c, q) for c, q in zip(contexts, questions)], params)
     use_judge = cfg.reward.use_judge
     scores = await score_answers(answers, [list(g) for g in golden_answers], list(questions),
-                                 backend if use_judge else None, use_judge)
+                                 backend if use_judge else None, use_judge, judge_only=judge_only)
     return answers, scores
 
 

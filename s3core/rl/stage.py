@@ -109,7 +109,7 @@ def build_train(ctx: StageContext, cfg: RunConfig) -> StageResult:
     pq.write_table(pa.Table.from_pylist(state["metrics"]), run_dir / "metrics.parquet")
     spec_path.unlink()
     last = state["metrics"][-1] if state["metrics"] else {}
-    return StageResult(stats={"steps": state["step"], "final_reward_mean": last.get("reward_mean"),
+    return StageResult(stats={"run": cfg.name, "steps": state["step"], "final_reward_mean": last.get("reward_mean"),
                               "final_genacc_s3": last.get("genacc_s3"), "checkpoint": f"step-{state['step']:06d}"},
                        staging_dir=run_dir)
 

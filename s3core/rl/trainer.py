@@ -13,6 +13,7 @@ Checkpoints (`step-000005/`, every `save_every` steps and at the end):
                     and vLLM, and the input of the inference stage
     engine/         DeepSpeed checkpoints of the actor and the critic (weights, optimizer, scheduler)
     trainer_state.json   step, data cursor, RNG states (python, numpy, torch), metrics so far
+    run_config.json      the run's config, so a checkpoint folder alone can be evaluated
     done            written last: a checkpoint without it is ignored (a crash mid-save)
 The last `keep_last` complete checkpoints are kept. A run that finds complete checkpoints resumes from
 the newest; seeded on CPU it reproduces the metrics of an uninterrupted run. `on_checkpoint(step, path)`
@@ -207,6 +208,8 @@ class SearcherTrainer:
         if rank == 0:
             state = {"step": step, "cursor": self.state.cursor, "metrics": self.state.metrics}
             (path / "trainer_state.json").write_text(json.dumps(state, indent=1))
+            # the setting it was trained in: evaluating just this folder needs no other config
+            (path / "run_config.json").write_text(self.cfg.model_dump_json(indent=1))
             (path / DONE_MARKER).write_text(f"{time.time()}\n")  # last: the checkpoint is complete
             self.prune()
         barrier()

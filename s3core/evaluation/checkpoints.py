@@ -1,0 +1,123 @@
+"""Which searcher checkpoint an evaluation scores: a path from a `s3.checkpoint.saved` event, the newest
+checkpoint of a setting (the nightly re-evaluation), and a content fingerprint so the same weights are
+scored once whatever path they were read from (DESIGN.md section 3 "Prefect deployments").
+
+A checkpoint is a `step-NNNNNN/` folder with `actor/` (Hugging Face weights), `run_config.json` (the run's
+config) and a `done` marker written last. While training runs it lives in the train stage's staging folder;
+when the stage completes that folder moves into the store. An event's path can therefore be stale by the
+time an evaluation starts (it waits for the GPU behind the training run): `locate_checkpoint` then finds
+the same step in the completed train artifact of the event's key.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from s3core.paths import cache_dir
+from s3core.rl.trainer import CHECKPOINT_PREFIX, DONE_MARKER, complete_checkpoints
+from s3core.store import ArtifactStore
+
+RUN_CONFIG_FILE = "run_config.json"
+_STEP = re.compile(rf"{CHECKPOINT_PREFIX}(\d+)$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be found or is not complete; the message says what to pass instead."""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    folder: Path  # step-NNNNNN/
+    step: int
+
+    @property
+    def actor(self) -> Path:
+        return self.folder / "actor"
+
+    @property
+    def label(self) -> str:
+        """The run name its evaluation is reported under, e.g. 's3@step-20'."""
+        return f"s3@step-{self.step}"
+
+    def run_config(self) -> dict:
+        path = self.folder / RUN_CONFIG_FILE
+        if not path.exists():
+            raise CheckpointError(f"{self.folder} has no {RUN_CONFIG_FILE}: pass config_path explicitly")
+        return json.loads(path.read_text())
+
+
+def as_checkpoint(path: str | Path) -> Checkpoint:
+    """A complete checkpoint from its folder, or from its actor/ folder inside it."""
+    folder = Path(path).expanduser()
+    if folder.name == "actor":
+        folder = folder.parent
+    match = _STEP.match(folder.name)
+    if match is None:
+        raise CheckpointError(f"{path} is not a checkpoint folder: expected .../{CHECKPOINT_PREFIX}NNNNNN (or its actor/)")
+    if not (folder / DONE_MARKER).exists():
+        raise CheckpointError(f"{folder} is not a complete checkpoint (no `{DONE_MARKER}` marker): it is being written, "
+                              "or its run was killed while saving; evaluate a complete one")
+    return Checkpoint(folder, int(match.group(1)))
+
+
+def locate_checkpoint(store: ArtifactStore, path: str | Path, train_key: str | None = None,
+                      step: int | None = None) -> Checkpoint:
+    """The checkpoint at `path`, or, if it has moved (its training stage completed since), the same step in
+    the completed train artifact `train_key`."""
+    if Path(path).expanduser().exists():
+        return as_checkpoint(path)
+    if train_key and step is not None:
+        done = store.find_complete("train", train_key)
+        if done is not None:
+            moved = store.local_dir(done) / f"{CHECKPOINT_PREFIX}{step:06d}"
+            if moved.exists():
+                return as_checkpoint(moved)
+            raise CheckpointError(f"checkpoint step {step} of train {train_key} was pruned (ppo.keep_last); raise "
+                                  "keep_last, or evaluate a checkpoint that is kept")
+    raise CheckpointError(f"no checkpoint at {path}" + ("" if train_key else "; pass train_key and step to find a moved one"))
+
+
+def latest_checkpoint(store: ArtifactStore, run_name: str) -> Checkpoint:
+    """The newest complete checkpoint of setting `run_name`: in completed train artifacts and in the
+    staging folders of train stages still running (the nightly evaluation's choice)."""
+    folders = [store.local_dir(m) for m in store.list_manifests("train") if m.stats.get("run") == run_name]
+    folders += [d for d in (cache_dir() / "staging" / "train").glob("*") if _run_name_of(d) == run_name]
+    found = [c for folder in folders for c in complete_checkpoints(folder)]
+    if not found:
+        raise CheckpointError(f"no complete checkpoint of {run_name!r} in {store.root} or the training staging area: "
+                              "train first (s3-train), or pass a checkpoint path")
+    newest = max(found, key=lambda c: (c / DONE_MARKER).stat().st_mtime)
+    return as_checkpoint(newest)
+
+
+def _run_name_of(run_dir: Path) -> str | None:
+    done = complete_checkpoints(run_dir)
+    if not done or not (done[-1] / RUN_CONFIG_FILE).exists():
+        return None
+    return json.loads((done[-1] / RUN_CONFIG_FILE).read_text()).get("name")
+
+
+def weights_fingerprint(actor: Path) -> str:
+    """sha256 over the actor folder's files (names and contents): the identity of the weights. Hashed once
+    per process for an unchanged folder (a 7B checkpoint is ~15 GB)."""
+    files = sorted(p for p in Path(actor).rglob("*") if p.is_file())
+    if not files:
+        raise CheckpointError(f"{actor} holds no files: not a Hugging Face model folder")
+    signature = tuple((str(p.relative_to(actor)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    return _fingerprint(str(actor), signature)
+
+
+@functools.lru_cache(maxsize=64)
+def _fingerprint(actor: str, signature: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in signature:
+        digest.update(name.encode() + b"\0")
+        with open(Path(actor) / name, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
