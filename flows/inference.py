@@ -6,7 +6,7 @@ from __future__ import annotations
 from s3core.agent.inference import eval_question_sets, inference_runs
 from s3core.config import RunConfig
 from s3core.pipeline import PipelineState, trained_checkpoint
-from tasks.evaluate import report_task, scores_task
+from tasks.evaluate import evaluation_summary_task, report_task, scores_task
 from tasks.inference import contexts_summary_task, contexts_task
 
 
@@ -29,4 +29,5 @@ def evaluation_stages(cfg: RunConfig, state: PipelineState) -> PipelineState:
     state.scores = [scores_task(cfg, c, state.tiny_models) for c in state.contexts]
     if state.scores:
         state.report = report_task(cfg, state.scores, state.train, title=f"s3-train evaluation ({cfg.name})")
+        evaluation_summary_task(cfg, state.scores, state.report)
     return state

@@ -6,11 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 VENV=$ROOT/.venv
-RUN=$ROOT/.cache/ui
+RUN=${S3_UI_STATE:-$ROOT/.cache/ui}
 PORT=${S3_UI_PORT:-4200}
+GPU_SLOTS=${S3_GPU_SLOTS:-1}
 export S3_PROJECT_ROOT=$ROOT
 export PREFECT_HOME=${PREFECT_HOME:-$ROOT/.cache/prefect-server}
 export PREFECT_API_URL=http://127.0.0.1:$PORT/api
+export PREFECT_UI_API_URL=$PREFECT_API_URL
 export PREFECT_SERVER_API_HOST=127.0.0.1
 export PREFECT_SERVER_API_PORT=$PORT
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
@@ -35,6 +37,9 @@ start_server() {
 start_worker() {
   "$VENV/bin/prefect" work-pool inspect s3-local >/dev/null 2>&1 ||
     "$VENV/bin/prefect" work-pool create s3-local --type process >/dev/null
+  # training and evaluation share this queue: at most GPU_SLOTS of them run at once
+  "$VENV/bin/prefect" work-queue inspect gpu --pool s3-local >/dev/null 2>&1 ||
+    "$VENV/bin/prefect" work-queue create gpu --pool s3-local --limit "$GPU_SLOTS" >/dev/null
   if alive "$RUN/worker.pid"; then echo "[ui] worker already running (pid $(cat "$RUN/worker.pid"))"; return; fi
   setsid "$VENV/bin/prefect" worker start --pool s3-local >"$RUN/worker.log" 2>&1 &
   echo $! >"$RUN/worker.pid"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from prefect import task
@@ -41,19 +40,20 @@ def scores_task(cfg: RunConfig, contexts: Manifest, tiny_models: Manifest | None
 )
 def report_task(cfg: RunConfig, scores: list[Manifest], train: Manifest | None = None,
                 reward_curve: list[dict[str, Any]] | None = None, title: str | None = None) -> Manifest:
-    """report.md, comparison.csv and the plots in the store; the comparison table and the report in the UI."""
-    manifest = run_spec_in_task(report_spec(cfg, scores, train, reward_curve, title), cfg)
-    post_evaluation_artifacts(cfg, scores, manifest)
-    return manifest
+    """report.md, comparison.csv and the plots, in the store."""
+    return run_spec_in_task(report_spec(cfg, scores, train, reward_curve, title), cfg)
 
 
-def post_evaluation_artifacts(cfg: RunConfig, scores: Sequence[Manifest], report: Manifest) -> None:
-    """The GenAcc comparison (a table artifact) and the report (markdown, with where its files are)."""
-    per_set = set_metrics(scores)
-    create_table_artifact(comparison_rows(per_set), key=artifact_key(cfg, "evaluation"),
+@task(name="evaluation-summary")
+def evaluation_summary_task(cfg: RunConfig, scores: list[Manifest], report: Manifest) -> list[dict[str, Any]]:
+    """The GenAcc comparison (a table artifact) and the report (markdown, with where its files are) in this
+    flow run's UI, also when the report itself came from the cache. Returns the comparison rows."""
+    rows = comparison_rows(set_metrics(scores))
+    create_table_artifact(rows, key=artifact_key(cfg, "evaluation"),
                           description=f"GenAcc (%) per data source and run, unweighted average ({cfg.name})")
     folder = open_store(cfg).local_dir(report)
     text = (folder / "report.md").read_text(encoding="utf-8")
     links = "\n".join(f"- `{folder / name}`" for name in sorted(p.name for p in folder.iterdir()))
     create_markdown_artifact(f"{text}\n\n## Files\n\n{links}\n", key=artifact_key(cfg, "report"),
                              description=f"Evaluation report ({cfg.name})")
+    return rows

@@ -15,7 +15,7 @@ from tasks.common import PrefectProgress, spec_cache_key
 
 
 def emit_checkpoint_event(event: str, payload: dict[str, Any]) -> None:
-    """A Prefect event per checkpoint; deployments trigger evaluation on it (payload: run, key, step, path)."""
+    """A Prefect event per checkpoint; deployments trigger evaluation on it (payload: run, key, step, path, store)."""
     emit_event(event=event, resource={"prefect.resource.id": f"s3.run.{payload['run']}", "s3.key": payload["key"]},
                payload=payload)
     get_run_logger().info("checkpoint step %s saved at %s", payload["step"], payload["path"])

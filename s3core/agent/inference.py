@@ -39,7 +39,7 @@ from s3core.store.stage import write_missing_shards
 if TYPE_CHECKING:
     from s3core.evaluation.checkpoints import Checkpoint
 
-CONTEXTS_CODE = ("agent", "retrieval", "generation/prompts", "models/resolve.py")
+CONTEXTS_CODE = ("agent", "retrieval", "generation/prompts", "models/resolve.py", "evaluation/sampling.py")
 
 CONTEXTS_SCHEMA = pa.schema([
     ("question_id", pa.string()), ("data_source", pa.string()), ("split", pa.string()), ("question", pa.string()),

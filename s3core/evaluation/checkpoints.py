@@ -18,6 +18,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from s3core.config.schema import RunConfig
 from s3core.paths import cache_dir
 from s3core.rl.trainer import CHECKPOINT_PREFIX, DONE_MARKER, complete_checkpoints
 from s3core.store import ArtifactStore
@@ -65,13 +66,32 @@ def as_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(folder, int(match.group(1)))
 
 
-def locate_checkpoint(store: ArtifactStore, path: str | Path, train_key: str | None = None,
+def checkpoint_to_evaluate(checkpoint: str, config: RunConfig | None, store_root: str | None = None,
+                           train_key: str | None = None, step: int | None = None) -> tuple[Checkpoint, RunConfig]:
+    """What `s3-evaluate` scores, and in which setting: `checkpoint` is a checkpoint folder (or its actor/),
+    or "latest" (the newest complete checkpoint of `config`'s setting). Without `config`, the setting is the
+    one the checkpoint was trained in (its run_config.json). `store_root`, `train_key` and `step` (from the
+    checkpoint event) find a checkpoint whose staging folder has moved into the store since."""
+    from s3core.config import parse_config
+
+    if checkpoint == "latest":
+        if config is None:
+            raise CheckpointError('checkpoint "latest" needs a config_path: the newest checkpoint of which setting?')
+        return latest_checkpoint(ArtifactStore(config.store.root), config.name), config
+    root = store_root or (config.store.root if config is not None else None)
+    found = locate_checkpoint(ArtifactStore(root) if root else None, checkpoint, train_key, step)
+    if config is None:
+        config = parse_config(found.run_config(), source=str(found.folder / RUN_CONFIG_FILE))
+    return found, config
+
+
+def locate_checkpoint(store: ArtifactStore | None, path: str | Path, train_key: str | None = None,
                       step: int | None = None) -> Checkpoint:
     """The checkpoint at `path`, or, if it has moved (its training stage completed since), the same step in
     the completed train artifact `train_key`."""
     if Path(path).expanduser().exists():
         return as_checkpoint(path)
-    if train_key and step is not None:
+    if store is not None and train_key and step is not None:
         done = store.find_complete("train", train_key)
         if done is not None:
             moved = store.local_dir(done) / f"{CHECKPOINT_PREFIX}{step:06d}"
@@ -79,7 +99,8 @@ def locate_checkpoint(store: ArtifactStore, path: str | Path, train_key: str | N
                 return as_checkpoint(moved)
             raise CheckpointError(f"checkpoint step {step} of train {train_key} was pruned (ppo.keep_last); raise "
                                   "keep_last, or evaluate a checkpoint that is kept")
-    raise CheckpointError(f"no checkpoint at {path}" + ("" if train_key else "; pass train_key and step to find a moved one"))
+    hint = "" if train_key else "; pass train_key, step and store_root (the event's key, step, store) to find a moved one"
+    raise CheckpointError(f"no checkpoint at {path}{hint}")
 
 
 def latest_checkpoint(store: ArtifactStore, run_name: str) -> Checkpoint:
@@ -121,3 +142,9 @@ def _fingerprint(actor: str, signature: tuple[tuple[str, int, int], ...]) -> str
             while chunk := handle.read(1 << 22):
                 digest.update(chunk)
     return digest.hexdigest()[:16]
+
+
+def checkpoint_metrics(checkpoint: Checkpoint) -> list[dict]:
+    """The training metrics up to this checkpoint (its trainer_state.json): the report's reward curve."""
+    path = checkpoint.folder / "trainer_state.json"
+    return json.loads(path.read_text()).get("metrics", []) if path.exists() else []

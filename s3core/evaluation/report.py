@@ -20,7 +20,7 @@ from s3core.config.schema import RunConfig
 from s3core.evaluation.summary import METRICS, comparison_rows, run_order, set_metrics
 from s3core.store import Manifest, StageContext, StageResult, StageSpec
 
-REPORT_CODE = ("evaluation",)
+REPORT_CODE = ("evaluation/report.py", "evaluation/summary.py")
 CURVE_COLUMNS = ("step", "reward_mean", "genacc_s3")
 
 

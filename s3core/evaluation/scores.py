@@ -25,7 +25,7 @@ from s3core.reward.precompute import GENERATOR_PROMPT, answer_and_score
 from s3core.store import Manifest, StageContext, StageResult, StageSpec
 from s3core.store.stage import write_missing_shards
 
-SCORES_CODE = ("evaluation", "reward", "generation")
+SCORES_CODE = ("evaluation/scores.py", "reward", "generation")
 
 SCORES_SCHEMA = pa.schema([
     ("question_id", pa.string()), ("data_source", pa.string()), ("split", pa.string()), ("run", pa.string()),

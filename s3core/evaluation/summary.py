@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from s3core.store import Manifest
+from s3core.store import ArtifactStore, Manifest
 
 METRICS = ("genacc", "em", "f1")
 
@@ -62,3 +62,21 @@ def comparison_rows(per_set: Sequence[dict[str, Any]], metric: str = "genacc") -
 
 def _percent(value: float | None) -> float | None:
     return None if value is None or value != value else round(100.0 * value, 1)
+
+
+def scored_before(store: ArtifactStore, setting: str, sets: Sequence[tuple[str, str]],
+                  runs_to_skip: Sequence[str] = ()) -> list[Manifest]:
+    """The newest completed scores artifact per (run, data source, split) of `setting` on the QA sets `sets`
+    ((data_source, split) pairs): what earlier evaluations of this setting measured, for the comparison
+    table of a new one. Runs named in `runs_to_skip` (the ones being evaluated now) are left out."""
+    newest: dict[tuple[str, str, str], Manifest] = {}
+    for m in store.list_manifests("scores"):
+        s = m.stats
+        if s.get("setting") != setting or (s.get("data_source"), s.get("split")) not in set(sets):
+            continue
+        if s.get("run") in runs_to_skip:
+            continue
+        slot = (s["run"], s["data_source"], s["split"])
+        if slot not in newest or m.created_at > newest[slot].created_at:
+            newest[slot] = m
+    return list(newest.values())

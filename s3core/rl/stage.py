@@ -8,7 +8,7 @@ machines (`--num_gpus` = the visible GPUs, so one GPU, several GPUs and, with `p
 nodes are the same code), and as a plain one-rank `python -m s3core.rl.launch` on a CPU, where DeepSpeed
 sets up a one-rank gloo group itself. The subprocess writes into the stage's staging folder, kept between
 attempts, so a killed run resumes from its newest complete checkpoint. Its `S3EVENT` lines become progress
-and `s3.checkpoint.saved` events (payload: run, key, step, path); a non-zero exit fails the stage with the
+and `s3.checkpoint.saved` events (payload: run, key, step, path, store); a non-zero exit fails the stage with the
 tail of its log.
 """
 
@@ -118,7 +118,8 @@ def _dispatch(ctx: StageContext, cfg: RunConfig, event: dict) -> None:
     if event["kind"] == "progress":
         ctx.progress(event["done"], event["total"], event["message"])
     elif event["kind"] == "checkpoint":
-        ctx.events(CHECKPOINT_EVENT, {"run": cfg.name, "key": ctx.key, "step": event["step"], "path": event["path"]})
+        ctx.events(CHECKPOINT_EVENT, {"run": cfg.name, "key": ctx.key, "step": event["step"], "path": event["path"],
+                                      "store": ctx.store.root if ctx.store.is_local else ctx.store.root_uri})
 
 
 def _final_state(run_dir: Path) -> dict:

@@ -209,7 +209,7 @@ class SearcherTrainer:
             state = {"step": step, "cursor": self.state.cursor, "metrics": self.state.metrics}
             (path / "trainer_state.json").write_text(json.dumps(state, indent=1))
             # the setting it was trained in: evaluating just this folder needs no other config
-            (path / "run_config.json").write_text(self.cfg.model_dump_json(indent=1))
+            (path / "run_config.json").write_text(json.dumps(portable_config(self.cfg), indent=1))
             (path / DONE_MARKER).write_text(f"{time.time()}\n")  # last: the checkpoint is complete
             self.prune()
         barrier()
@@ -257,6 +257,16 @@ class SearcherTrainer:
         if step % self.ppo.save_every == 0 or step == total:
             path = self.save(step)
             self.on_checkpoint(step, path)
+
+
+def portable_config(cfg: RunConfig) -> dict[str, Any]:
+    """The run's config as JSON with the store root made absolute, so it reads the same store from any cwd."""
+    from s3core.store import ArtifactStore
+
+    data = cfg.model_dump(mode="json")
+    store = ArtifactStore(cfg.store.root)
+    data["store"]["root"] = store.root if store.is_local else store.root_uri
+    return data
 
 
 def rank_and_world() -> tuple[int, int]:
