@@ -51,7 +51,7 @@ def s3_evaluate(config_path: OptionalConfigPath = None, checkpoint: CheckpointPa
     finally:
         stop_local_generators()
     sets = sorted({(m.stats["data_source"], m.stats["split"]) for m in scores})
-    history = scored_before(open_store(cfg), cfg.name, sets, runs_to_skip=[r.name for r in runs])
+    history = scored_before(open_store(cfg), cfg.name, cfg.generator.model, sets, runs_to_skip=[r.name for r in runs])
     everything = scores + history
     names = ", ".join(r.name for r in runs)
     report = report_task(cfg, everything, reward_curve=curve, title=f"s3-evaluate: {names} ({cfg.name})")

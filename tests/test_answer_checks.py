@@ -290,6 +290,17 @@ def test_score_answers_surfaces_judge_failures():
         asyncio.run(score_answers(["Berlin"], [["Paris"]], ["q"], ReplayBackend([GeneratorError("down")]), use_judge=True))
 
 
+def test_judge_only_scoring_asks_about_every_answer_and_ignores_the_span():
+    # MIRAGE: the first answer contains the gold span but the judge says no; the judge's verdict decides
+    backend = ReplayBackend([["no", "yes", "no", "yes"]])
+    scores = asyncio.run(score_answers(PREDICTIONS, GOLDS, QUESTIONS, backend, use_judge=True, judge_only=True))
+    assert backend.conversations_received == 4
+    assert [(s.genacc, s.span, s.judge) for s in scores] == [(False, True, False), (True, False, True),
+                                                              (False, False, False), (True, False, True)]
+    with pytest.raises(ValueError, match="judge_only scoring needs the judge"):
+        asyncio.run(score_answers(PREDICTIONS, GOLDS, QUESTIONS, None, use_judge=False, judge_only=True))
+
+
 def test_score_answers_checks_its_inputs():
     with pytest.raises(ValueError, match="lengths differ"):
         asyncio.run(score_answers(["a", "b"], [["a"]], ["q", "q"], None, use_judge=False))

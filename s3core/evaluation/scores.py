@@ -83,7 +83,7 @@ def build_scores(ctx: StageContext, cfg: RunConfig) -> StageResult:
     counts = write_missing_shards(ctx, rows, cfg.evaluation.shard_rows, open_worker, SCORES_SCHEMA, _shard_stats, label)
     return StageResult(stats={"run": source.get("run"), "strategy": source.get("strategy"), "setting": cfg.name,
                               "data_source": source.get("data_source"), "split": source.get("split"),
-                              "scoring": rule, **counts})
+                              "scoring": rule, "generator": cfg.generator.model, **counts})
 
 
 async def _score_shard(chunk: list[dict[str, Any]], backend, cfg: RunConfig, rule: str) -> list[dict[str, Any]]:

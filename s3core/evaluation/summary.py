@@ -64,15 +64,17 @@ def _percent(value: float | None) -> float | None:
     return None if value is None or value != value else round(100.0 * value, 1)
 
 
-def scored_before(store: ArtifactStore, setting: str, sets: Sequence[tuple[str, str]],
+def scored_before(store: ArtifactStore, setting: str, generator: str, sets: Sequence[tuple[str, str]],
                   runs_to_skip: Sequence[str] = ()) -> list[Manifest]:
-    """The newest completed scores artifact per (run, data source, split) of `setting` on the QA sets `sets`
-    ((data_source, split) pairs): what earlier evaluations of this setting measured, for the comparison
-    table of a new one. Runs named in `runs_to_skip` (the ones being evaluated now) are left out."""
+    """The newest completed scores artifact per (run, data source, split) of `setting`, answered by the same
+    `generator`, on the QA sets `sets` ((data_source, split) pairs): what earlier evaluations of this setting
+    measured, for the comparison table of a new one. Runs in `runs_to_skip` (evaluated now) are left out."""
     newest: dict[tuple[str, str, str], Manifest] = {}
     for m in store.list_manifests("scores"):
         s = m.stats
-        if s.get("setting") != setting or (s.get("data_source"), s.get("split")) not in set(sets):
+        if s.get("setting") != setting or s.get("generator") != generator:
+            continue
+        if (s.get("data_source"), s.get("split")) not in set(sets):
             continue
         if s.get("run") in runs_to_skip:
             continue
