@@ -35,7 +35,8 @@ def prefect_ui(tmp_path_factory):
     """`scripts/ui.sh start` on a free port with its own PREFECT_HOME; `scripts/ui.sh stop` afterwards."""
     tmp = tmp_path_factory.mktemp("ui")
     port = free_port()
-    env = {**os.environ, "S3_UI_PORT": str(port), "S3_UI_STATE": str(tmp / "state"), "PREFECT_HOME": str(tmp / "home")}
+    env = {**os.environ, "S3_UI_PORT": str(port), "S3_UI_STATE": str(tmp / "state"), "PREFECT_HOME": str(tmp / "home"),
+           "PREFECT_WORKER_QUERY_SECONDS": "2"}  # the worker notices new runs sooner than its default 10 s
     env.pop("PREFECT_API_URL", None)
     started = subprocess.run([str(REPO / "scripts" / "ui.sh"), "start"], env=env, capture_output=True, text=True,
                              timeout=300)
