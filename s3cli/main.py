@@ -50,6 +50,9 @@ def _print_outputs(outputs: dict[str, str], seconds: float) -> None:
     typer.echo(f"\nfinished in {seconds:.1f} s; artifacts:")
     for name, uri in outputs.items():
         typer.echo(f"  {name:40s} {uri}")
+    reports = [uri for name, uri in outputs.items() if name.startswith("report/")]
+    if reports:
+        typer.echo(f"\nevaluation report: {reports[-1]}/files/report.md")
 
 
 @app.command()

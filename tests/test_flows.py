@@ -50,13 +50,18 @@ def _task_states(flow_state) -> dict[str, str]:
     return {run.name: run.state.name for run in runs}
 
 
-def test_s3_train_runs_caches_and_recovers_a_deleted_artifact(tmp_path):
+@pytest.fixture(scope="module")
+def flow_config(tmp_path_factory) -> Path:
+    return _small_config(tmp_path_factory.mktemp("flows"))
+
+
+def test_s3_train_runs_caches_and_recovers_a_deleted_artifact(flow_config):
     from flows.train import s3_train
     from s3core.config import load_config
     from s3core.generation.local_server import LOCAL_SERVERS
     from s3core.pipeline import open_store
 
-    config = _small_config(tmp_path)
+    config = flow_config
     first = s3_train(config_path=str(config), return_state=True)
     outputs = first.result()
     assert first.is_completed()
@@ -84,6 +89,30 @@ def test_s3_train_runs_caches_and_recovers_a_deleted_artifact(tmp_path):
     states = _task_states(fourth)
     assert states["ingest-corpus-tiny"] == "Completed" and (corpus_dir / "manifest.json").exists()
     assert fourth.result() == outputs  # same content, same keys
+
+
+def test_s3_evaluate_skips_what_is_scored_and_reports_it_beside_history(flow_config):
+    """After s3-train: the newest checkpoint and a baseline are already scored (cached, not run again);
+    a checkpoint folder alone brings its own config; the table holds every run the setting has scored."""
+    from flows.evaluate import s3_evaluate
+    from s3core.config import load_config
+    from s3core.evaluation.checkpoints import latest_checkpoint
+    from s3core.pipeline import open_store
+
+    state = s3_evaluate(config_path=str(flow_config), checkpoint="latest", baseline="rag-bm25", return_state=True)
+    table = state.result()
+    assert [row["run"] for row in table] == ["s3@step-1", "rag-bm25", "search-r1"]  # search-r1: from history
+    states = _task_states(state)
+    assert {states[n] for n in states if n.startswith(("contexts-", "scores-"))} == {"Cached"}, states
+
+    cfg = load_config(flow_config)
+    folder = latest_checkpoint(open_store(cfg), cfg.name).folder
+    table = s3_evaluate(checkpoint=str(folder / "actor"))  # no config_path: the checkpoint's run_config.json
+    assert table[0]["run"] == "s3@step-1"
+    with pytest.raises(ValueError, match="nothing to evaluate"):
+        s3_evaluate(config_path=str(flow_config))
+    with pytest.raises(ValueError, match="no baseline 'nope'"):
+        s3_evaluate(config_path=str(flow_config), baseline="nope")
 
 
 def test_s3_prepare_reports_a_bad_config_clearly(tmp_path):

@@ -149,3 +149,22 @@ def test_contexts_stage_resumes_after_an_interruption(tiny_indexes):
     store.fs.rm(store.artifact_path("contexts", spec.key), recursive=True)
     clean = spec.run(store)
     assert clean.content_hash == resumed.content_hash  # greedy: an interrupted run equals a clean one
+
+
+def test_sampled_mode_keeps_a_seeded_subset_in_order(tiny_indexes):
+    """evaluation.max_questions_per_set (the public code's <=3,000 per set) applies where contexts are made."""
+    from s3core.agent.inference import baseline_run
+    from s3core.config.schema import BaselineConfig
+
+    cfg, state = tiny_indexes["cfg"], tiny_indexes["state"]
+    sampled = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"max_questions_per_set": 30})})
+    test_q = next(m for m in state.questions if m.stats.get("split") == "test")
+    run = baseline_run(cfg, BaselineConfig(name="rag-bm25", strategy="naive", retriever="bm25"))
+    full = contexts_spec(cfg, run, test_q, state.corpus, state.dense_index, state.bm25_index, state.tiny_models)
+    spec = contexts_spec(sampled, run, test_q, state.corpus, state.dense_index, state.bm25_index, state.tiny_models)
+    assert spec.key != full.key  # the sample enters the key
+    store = open_store(cfg)
+    rows = store.read_table(spec.run(store)).to_pylist()
+    order = [q["id"] for q in tiny_indexes["questions"]]
+    ids = [r["question_id"] for r in rows]
+    assert len(rows) == 30 and len(set(ids)) == 30 and ids == sorted(ids, key=order.index)  # in the set's order
