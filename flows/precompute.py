@@ -6,11 +6,16 @@ from __future__ import annotations
 from s3core.config import RunConfig
 from s3core.pipeline import PipelineState, has_train_split
 from tasks.precompute import naive_rag_task, training_pool_task
+from tasks.reader import reader_task
 from tasks.train import train_task
 
 
 def precompute_stages(cfg: RunConfig, indexed: PipelineState) -> PipelineState:
-    """Add the naive_rag, training_pool and train artifacts (the same order as the pipeline walker in s3core)."""
+    """Add the reader (when configured), naive_rag, training_pool and train artifacts (the same order as the
+    pipeline walker in s3core)."""
+    if cfg.reader is not None:
+        indexed.reader = reader_task(cfg, indexed.tiny_models, indexed.corpus, indexed.questions, indexed.dense_index,
+                                     indexed.bm25_index)
     indexed.naive_rag = [
         naive_rag_task(cfg, q, indexed.corpus, indexed.dense_index, indexed.bm25_index, indexed.tiny_models)
         for q in indexed.questions

@@ -33,7 +33,7 @@ app.add_typer(serve_app, name="serve")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="run config YAML")]
 STAGES = ("world", "tiny-models", "corpus", "questions", "index", "retrieval-eval", "naive-rag", "training-pool", "train", "inference",
-          "evaluate")
+          "evaluate", "reader")
 
 
 def _load(path: Path):
@@ -120,6 +120,7 @@ STAGE_ARTIFACTS = {
     "train": ("train",),
     "inference": ("contexts",),
     "evaluate": ("scores", "report"),
+    "reader": ("reader",),
 }
 
 

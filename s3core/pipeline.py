@@ -12,6 +12,7 @@ artifact, its key and its resume behaviour are the same whichever way a stage is
     dense_index   FAISS index over the embeddings                                          dir
     bm25_index    Lucene index (pyserini)                                                  dir
     retrieval_eval  recall@k of each index on each non-train QA set                        table
+    reader        the tiny world's extractive reader + its dev GenAcc (gold / naive / none)  dir (if `reader:`)
     naive_rag     naive top-k RAG answer and GenAcc of every question (reward/precompute.py)  table, one per QA set
     training_pool train questions naive RAG fails, minus yes/no ones                        table
     train         the searcher trained by PPO: checkpoints + metrics (rl/stage.py)          dir, resumable
@@ -33,6 +34,7 @@ from s3core.data.ingest import ingest_corpus, ingest_questions, source_identity
 from s3core.data.tiny_world import generate_world, read_world_texts, write_world
 from s3core.evaluation.report import report_spec
 from s3core.evaluation.scores import scores_spec
+from s3core.reader.stage import reader_spec
 from s3core.retrieval.stages import (
     bm25_index_spec,
     dense_index_spec,
@@ -50,7 +52,7 @@ if TYPE_CHECKING:
 
 # Every stage name in dependency order (walk_pipeline's order).
 STAGE_ORDER = ("world", "tiny_models", "corpus", "questions", "embeddings", "dense_index", "bm25_index", "retrieval_eval",
-               "naive_rag", "training_pool", "train", "contexts", "scores", "report")
+               "reader", "naive_rag", "training_pool", "train", "contexts", "scores", "report")
 
 # The s3core source each stage runs (besides s3core/store): editing other code keeps its cache valid.
 INGEST_CODE = ("data/ingest.py", "data/formats.py", "data/sources.py")
@@ -135,6 +137,7 @@ class PipelineState:
     dense_index: Manifest | None = None
     bm25_index: Manifest | None = None
     retrieval_eval: Manifest | None = None
+    reader: Manifest | None = None
     naive_rag: list[Manifest] = field(default_factory=list)
     training_pool: Manifest | None = None
     train: Manifest | None = None
@@ -144,7 +147,7 @@ class PipelineState:
 
     def all(self) -> list[Manifest]:
         single = [self.world, self.tiny_models]
-        later = [self.embeddings, self.dense_index, self.bm25_index, self.retrieval_eval]
+        later = [self.embeddings, self.dense_index, self.bm25_index, self.retrieval_eval, self.reader]
         return ([m for m in single if m] + self.corpus + self.questions + [m for m in later if m] + self.naive_rag
                 + [m for m in (self.training_pool, self.train) if m] + self.contexts + self.scores
                 + [m for m in (self.report,) if m])
@@ -183,6 +186,9 @@ def walk_pipeline(cfg: RunConfig, resolve: Callable[[StageSpec], Manifest | None
         if any(m.stats.get("split") != "train" for m in state.questions):
             state.retrieval_eval = need(retrieval_eval_spec(
                 cfg, state.corpus, state.questions, state.dense_index, state.bm25_index, state.tiny_models))
+        if cfg.reader is not None:
+            state.reader = need(reader_spec(cfg, state.tiny_models, state.corpus, state.questions, state.dense_index,
+                                            state.bm25_index))
         state.naive_rag = [need(naive_rag_spec(cfg, q, state.corpus, state.dense_index, state.bm25_index, state.tiny_models))
                            for q in state.questions]
         if has_train_split(state.questions):

@@ -274,6 +274,29 @@ class InferenceConfig(_Section):
         return value
 
 
+class ReaderConfig(_Section):
+    """The tiny world's reader: an extractive span model trained on the train split, used as the frozen
+    generator (`generator.model: tiny:reader`) so that answers depend on the passages (issue 8)."""
+
+    init: str = Field(default="tiny:encoder", description="encoder the reader starts from (its tokenizer is the reader's)")
+    steps: int = Field(default=600, gt=0, description="AdamW steps (about 0.45 s each at batch 16 on 2 CPU cores)")
+    batch_size: int = Field(default=16, gt=0)
+    lr: float = Field(default=1e-3, gt=0)
+    warmup_steps: int = Field(default=30, ge=0)
+    max_length: int = Field(default=384, ge=32, description="question + context tokens; longer contexts are cut at the end")
+    docs_per_context: int = Field(default=3, gt=0, description="passages per training context (the naive top-3's size)")
+    partial_rate: float = Field(default=0.2, ge=0, le=1, description="share of multi-hop examples given one supporting passage")
+    no_answer_rate: float = Field(default=0.15, ge=0, le=1, description="share of examples with no supporting passage")
+    log_every: int = Field(default=50, gt=0)
+    seed: int = Field(default=0)
+
+    @model_validator(mode="after")
+    def _rates_fit(self) -> ReaderConfig:
+        if self.partial_rate + self.no_answer_rate > 1:
+            raise ValueError(f"partial_rate + no_answer_rate = {self.partial_rate + self.no_answer_rate} > 1: lower one")
+        return self
+
+
 class EvaluationConfig(_Section):
     """What the evaluation stage scores and how (DESIGN.md section 2 "GenAcc"; issue 7)."""
 
@@ -344,6 +367,7 @@ class RunConfig(_Section):
     store: StoreConfig = Field(default_factory=StoreConfig)
     world: TinyWorldConfig | None = Field(default=None, description="generate the tiny world (the embedded default dataset)")
     tiny_models: TinyModelsConfig | None = Field(default=None, description="build tiny local models ('tiny:*' model names)")
+    reader: ReaderConfig | None = Field(default=None, description="train the tiny world's extractive reader ('tiny:reader')")
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     questions: QuestionsConfig = Field(default_factory=QuestionsConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
@@ -366,6 +390,8 @@ class RunConfig(_Section):
         uses_world = [where for where, src in self._sources() if src.kind == "tiny_world"]
         if uses_world and self.world is None:
             raise ValueError(f"{', '.join(uses_world)} read the tiny world, but there is no `world:` section; add `world: {{}}`")
+        if self.reader is not None and self.tiny_models is None:
+            raise ValueError("the reader starts from a tiny model (reader.init): add a `tiny_models:` section or remove `reader:`")
         if self.tiny_models is not None and self.world is None:
             raise ValueError("tiny_models are trained on the tiny world's text: add a `world:` section or remove `tiny_models:`")
         tiny_refs = [where for where, name in self._model_names() if name.startswith("tiny:")]

@@ -60,6 +60,12 @@ def _openai(cfg: GeneratorConfig, model: str) -> ChatBackend:
 
 
 def _transformers(cfg: GeneratorConfig, model: str) -> ChatBackend:
+    from s3core.reader.extractive import is_extractive_reader
+
+    if is_extractive_reader(model):  # a span model (the tiny world's trained reader) answers by extraction
+        from s3core.reader.backend import ReaderChatBackend
+
+        return ReaderChatBackend(model_path=model)
     from s3core.generation.transformers_backend import TransformersChatBackend  # imports torch
 
     return TransformersChatBackend(model_path=model)

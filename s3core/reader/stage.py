@@ -1,0 +1,103 @@
+"""The `reader` stage: the tiny world's reader trained, frozen and measured (issue 8).
+
+    reader   reader/ (the span model as a Hugging Face folder, with its tokenizer), metrics.json (the loss
+             curve, and dev-split GenAcc with the gold passages, with naive top-k RAG and with no context,
+             overall and per question type)                                                          dir
+
+The gap between "gold" and "naive" GenAcc is the room a searcher can win; "none" is 0 by construction (an
+extractive reader cannot answer from memory). GenAcc here is span_check, as the tiny world configures it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from s3core.config.schema import RunConfig
+from s3core.models.resolve import resolve_model_path
+from s3core.store import Manifest, StageContext, StageResult, StageSpec
+
+READER_CODE = ("reader", "agent/context.py", "reward/span.py", "generation/prompts")
+CONDITIONS = ("gold", "naive", "none")
+
+
+def reader_spec(cfg: RunConfig, tiny_models: Manifest, corpus: Sequence[Manifest], questions: Sequence[Manifest],
+                dense_index: Manifest | None, bm25_index: Manifest | None) -> StageSpec:
+    if cfg.reader is None:
+        raise ValueError("this config has no `reader:` section, so there is no reader to train")
+    by_split = {m.stats.get("split"): m for m in questions}
+    missing = [s for s in ("train", "dev") if s not in by_split]
+    if missing:
+        raise ValueError(f"the reader trains on a train split and is measured on a dev split; missing: {missing}")
+    name = cfg.retrieval.naive_retriever
+    index = {"dense": dense_index, "bm25": bm25_index}[name]
+    if index is None:
+        raise ValueError(f"the reader's naive-RAG measurement searches the {name} index, which was not built")
+    inputs = {"tiny_models": tiny_models, "questions/train": by_split["train"], "questions/dev": by_split["dev"],
+              f"{name}_index": index, **{f"corpus/{i:03d}": m for i, m in enumerate(corpus)}}
+    identity = {"reader": cfg.reader.model_dump(mode="json"), "naive_retriever": name,
+                "naive_topk": cfg.retrieval.naive_topk}
+
+    def build(ctx: StageContext) -> StageResult:
+        return build_reader(ctx, cfg)
+
+    return StageSpec("reader", identity, inputs, build, kind="dir", code=READER_CODE)
+
+
+def build_reader(ctx: StageContext, cfg: RunConfig) -> StageResult:
+    import torch
+    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+    from s3core.reader.training import reader_questions, train_reader
+    from s3core.reward.precompute import open_retriever_by_name
+
+    rcfg = cfg.reader
+    store = ctx.store
+    corpus = [m for key, m in sorted(ctx.inputs.items()) if key.startswith("corpus/")]
+    retriever, docs = open_retriever_by_name(store, cfg, cfg.retrieval.naive_retriever, corpus,
+                                             ctx.inputs.get("dense_index"), ctx.inputs.get("bm25_index"),
+                                             ctx.inputs["tiny_models"])
+    train = reader_questions(store.read_table(ctx.inputs["questions/train"]).to_pylist(), docs, "train questions")
+    dev_rows = store.read_table(ctx.inputs["questions/dev"]).to_pylist()
+    dev = reader_questions(dev_rows, docs, "dev questions")
+
+    init = resolve_model_path(rcfg.init, store.local_dir(ctx.inputs["tiny_models"]))
+    torch.manual_seed(rcfg.seed)
+    tokenizer = AutoTokenizer.from_pretrained(init)
+    model = AutoModelForQuestionAnswering.from_pretrained(init)
+    curve = train_reader(model, tokenizer, train, docs, rcfg, lambda d, t, m: ctx.progress(d, t + 1, m))
+
+    out = ctx.staging_dir()
+    model.save_pretrained(out / "reader", safe_serialization=True)
+    tokenizer.save_pretrained(out / "reader")
+    ctx.progress(rcfg.steps, rcfg.steps + 1, "reader: measuring dev GenAcc with gold, naive and no context")
+    naive_rows = [[h.row for h in hits] for hits in retriever.search([q.question for q in dev], cfg.retrieval.naive_topk)]
+    dev_metrics = measure_reader(str(out / "reader"), dev, docs, naive_rows, rcfg.max_length)
+    (out / "metrics.json").write_text(json.dumps({"train_curve": curve, "dev": dev_metrics}, indent=1))
+    ctx.progress(rcfg.steps + 1, rcfg.steps + 1, f"reader dev GenAcc: {dev_metrics['genacc']}")
+    return StageResult(stats={"dev_genacc": dev_metrics["genacc"], "final_loss": curve[-1]["loss"] if curve else None},
+                       staging_dir=out)
+
+
+def measure_reader(model_dir: str, questions, docs, naive_rows: Sequence[Sequence[int]], max_length: int) -> dict[str, Any]:
+    """GenAcc (span_check) of the reader on `questions` with the gold passages, the naive rows, and nothing."""
+    from s3core.reader.extractive import ExtractiveReader
+    from s3core.reader.training import context_text
+    from s3core.reward.span import span_check
+
+    reader = ExtractiveReader(model_dir, max_length=max_length)
+    rows_by_condition = {"gold": [q.supporting_rows for q in questions], "naive": list(naive_rows),
+                         "none": [[] for _ in questions]}
+    hits: dict[str, list[bool]] = {}
+    for condition, rows in rows_by_condition.items():
+        contexts = [context_text(docs, r, q.question) for q, r in zip(questions, rows)]
+        answers = reader.answer([q.question for q in questions], contexts)
+        hits[condition] = [span_check(a, q.golden_answers) for a, q in zip(answers, questions)]
+    types = sorted({q.qtype for q in questions})
+    by_type = {t: {c: _mean([h for h, q in zip(hits[c], questions) if q.qtype == t]) for c in CONDITIONS} for t in types}
+    return {"questions": len(questions), "genacc": {c: _mean(hits[c]) for c in CONDITIONS}, "by_type": by_type}
+
+
+def _mean(values: Sequence[bool]) -> float:
+    return round(sum(values) / len(values), 4) if values else float("nan")
