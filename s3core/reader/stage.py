@@ -50,14 +50,13 @@ def build_reader(ctx: StageContext, cfg: RunConfig) -> StageResult:
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
     from s3core.reader.training import reader_questions, train_reader
+    from s3core.retrieval.base import DocStore
     from s3core.reward.precompute import open_retriever_by_name
 
     rcfg = cfg.reader
     store = ctx.store
     corpus = [m for key, m in sorted(ctx.inputs.items()) if key.startswith("corpus/")]
-    retriever, docs = open_retriever_by_name(store, cfg, cfg.retrieval.naive_retriever, corpus,
-                                             ctx.inputs.get("dense_index"), ctx.inputs.get("bm25_index"),
-                                             ctx.inputs["tiny_models"])
+    docs = DocStore.from_manifests(store, corpus)
     train = reader_questions(store.read_table(ctx.inputs["questions/train"]).to_pylist(), docs, "train questions")
     dev_rows = store.read_table(ctx.inputs["questions/dev"]).to_pylist()
     dev = reader_questions(dev_rows, docs, "dev questions")
@@ -65,13 +64,17 @@ def build_reader(ctx: StageContext, cfg: RunConfig) -> StageResult:
     init = resolve_model_path(rcfg.init, store.local_dir(ctx.inputs["tiny_models"]))
     torch.manual_seed(rcfg.seed)
     tokenizer = AutoTokenizer.from_pretrained(init)
-    model = AutoModelForQuestionAnswering.from_pretrained(init)
+    # no dropout: the examples are redrawn every step, and attention dropout costs ~2.5x per step on a CPU
+    model = AutoModelForQuestionAnswering.from_pretrained(init, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     curve = train_reader(model, tokenizer, train, docs, rcfg, lambda d, t, m: ctx.progress(d, t + 1, m))
 
     out = ctx.staging_dir()
     model.save_pretrained(out / "reader", safe_serialization=True)
     tokenizer.save_pretrained(out / "reader")
     ctx.progress(rcfg.steps, rcfg.steps + 1, "reader: measuring dev GenAcc with gold, naive and no context")
+    # the retriever opens only now: FAISS's OpenMP threads would otherwise compete with training for the cores
+    retriever, _ = open_retriever_by_name(store, cfg, cfg.retrieval.naive_retriever, corpus, ctx.inputs.get("dense_index"),
+                                          ctx.inputs.get("bm25_index"), ctx.inputs["tiny_models"])
     naive_rows = [[h.row for h in hits] for hits in retriever.search([q.question for q in dev], cfg.retrieval.naive_topk)]
     dev_metrics = measure_reader(str(out / "reader"), dev, docs, naive_rows, rcfg.max_length)
     (out / "metrics.json").write_text(json.dumps({"train_curve": curve, "dev": dev_metrics}, indent=1))
