@@ -15,7 +15,7 @@ def inference_stages(cfg: RunConfig, state: PipelineState) -> PipelineState:
     searcher's newest checkpoint when the train stage ran."""
     trained = trained_checkpoint(cfg, state.train)
     state.contexts = [
-        contexts_task(cfg, run, questions, state.corpus, state.dense_index, state.bm25_index, state.tiny_models)
+        contexts_task(cfg, run, questions, state.corpus, state.dense_index, state.bm25_index, state.models)
         for questions in eval_question_sets(cfg, state.questions)
         for run in inference_runs(cfg, trained)
     ]
@@ -26,7 +26,7 @@ def inference_stages(cfg: RunConfig, state: PipelineState) -> PipelineState:
 
 def evaluation_stages(cfg: RunConfig, state: PipelineState) -> PipelineState:
     """Add the scores of every contexts artifact and the report over them."""
-    state.scores = [scores_task(cfg, c, state.tiny_models) for c in state.contexts]
+    state.scores = [scores_task(cfg, c, state.models) for c in state.contexts]
     if state.scores:
         state.report = report_task(cfg, state.scores, state.train, title=f"s3-train evaluation ({cfg.name})")
         evaluation_summary_task(cfg, state.scores, state.report)

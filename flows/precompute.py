@@ -13,15 +13,22 @@ from tasks.train import train_task
 def precompute_stages(cfg: RunConfig, indexed: PipelineState) -> PipelineState:
     """Add the reader (when configured), naive_rag, training_pool and train artifacts (the same order as the
     pipeline walker in s3core)."""
-    if cfg.reader is not None:
-        indexed.reader = reader_task(cfg, indexed.tiny_models, indexed.corpus, indexed.questions, indexed.dense_index,
-                                     indexed.bm25_index)
+    reader_stage(cfg, indexed)
     indexed.naive_rag = [
-        naive_rag_task(cfg, q, indexed.corpus, indexed.dense_index, indexed.bm25_index, indexed.tiny_models)
+        naive_rag_task(cfg, q, indexed.corpus, indexed.dense_index, indexed.bm25_index, indexed.models)
         for q in indexed.questions
     ]
     if has_train_split(indexed.questions):
         indexed.training_pool = training_pool_task(cfg, indexed.naive_rag)
         indexed.train = train_task(cfg, indexed.training_pool, indexed.naive_rag, indexed.corpus, indexed.dense_index,
-                                   indexed.bm25_index, indexed.tiny_models)
+                                   indexed.bm25_index, indexed.models)
+    return indexed
+
+
+def reader_stage(cfg: RunConfig, indexed: PipelineState) -> PipelineState:
+    """The tiny world's reader, when the config has a `reader:` section (later stages then resolve `tiny:*`
+    models in its artifact: PipelineState.models)."""
+    if cfg.reader is not None:
+        indexed.reader = reader_task(cfg, indexed.tiny_models, indexed.corpus, indexed.questions, indexed.dense_index,
+                                     indexed.bm25_index)
     return indexed

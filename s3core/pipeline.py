@@ -145,6 +145,12 @@ class PipelineState:
     scores: list[Manifest] = field(default_factory=list)
     report: Manifest | None = None
 
+    @property
+    def models(self) -> Manifest | None:
+        """Where later stages resolve `tiny:*` names: the reader artifact (the tiny models + the reader) when
+        there is one, else the tiny models."""
+        return self.reader or self.tiny_models
+
     def all(self) -> list[Manifest]:
         single = [self.world, self.tiny_models]
         later = [self.embeddings, self.dense_index, self.bm25_index, self.retrieval_eval, self.reader]
@@ -189,18 +195,18 @@ def walk_pipeline(cfg: RunConfig, resolve: Callable[[StageSpec], Manifest | None
         if cfg.reader is not None:
             state.reader = need(reader_spec(cfg, state.tiny_models, state.corpus, state.questions, state.dense_index,
                                             state.bm25_index))
-        state.naive_rag = [need(naive_rag_spec(cfg, q, state.corpus, state.dense_index, state.bm25_index, state.tiny_models))
+        state.naive_rag = [need(naive_rag_spec(cfg, q, state.corpus, state.dense_index, state.bm25_index, state.models))
                            for q in state.questions]
         if has_train_split(state.questions):
             state.training_pool = need(training_pool_spec(cfg, state.naive_rag))
             state.train = need(train_spec(cfg, state.training_pool, state.naive_rag, state.corpus, state.dense_index,
-                                          state.bm25_index, state.tiny_models))
+                                          state.bm25_index, state.models))
         trained = trained_checkpoint(cfg, state.train)
         for questions in eval_question_sets(cfg, state.questions):
             state.contexts.extend(need(contexts_spec(cfg, run, questions, state.corpus, state.dense_index,
-                                                     state.bm25_index, state.tiny_models))
+                                                     state.bm25_index, state.models))
                                   for run in inference_runs(cfg, trained))
-        state.scores = [need(scores_spec(cfg, c, state.tiny_models)) for c in state.contexts]
+        state.scores = [need(scores_spec(cfg, c, state.models)) for c in state.contexts]
         if state.scores:
             state.report = need(report_spec(cfg, state.scores, state.train))
     except _Incomplete:

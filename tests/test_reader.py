@@ -85,3 +85,28 @@ def test_the_reader_is_served_like_any_generator(reader, tiny_indexes):
     finally:
         LOCAL_SERVERS.stop_all()
     assert not LOCAL_SERVERS.running()
+
+
+def test_later_stages_use_the_reader_as_the_generator(reader):
+    """With `generator.model: tiny:reader`, the naive-RAG cache is answered by the trained reader (the
+    reader artifact carries the tiny models too, so every `tiny:` name resolves in it)."""
+    from s3core.pipeline import prepare
+
+    cfg = reader["cfg"]
+    cfg = cfg.model_copy(update={"generator": cfg.generator.model_copy(
+        update={"model": "tiny:reader", "backend": "transformers", "serve": "none"})})
+    state = prepare(reader["store"], cfg, until="naive_rag")
+    assert state.models == state.reader
+    for manifest in state.naive_rag:
+        assert manifest.inputs["tiny_models"] == state.reader.content_hash
+    rows = reader["store"].read_table(state.naive_rag[-1]).to_pylist()
+    assert {r["generator"] for r in rows} == {"tiny:reader"}
+    assert sorted(p.name for p in reader["dir"].iterdir()) == ["encoder", "generator", "metrics.json", "models.json",
+                                                                 "reader", "searcher", "tokenizer"]
+
+
+def test_tiny_reader_needs_a_reader_section():
+    from s3core.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match="add `reader: {}`"):
+        parse_config({"name": "x", "world": {}, "tiny_models": {}, "generator": {"model": "tiny:reader"}})

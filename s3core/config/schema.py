@@ -398,6 +398,10 @@ class RunConfig(_Section):
         if tiny_refs and self.tiny_models is None:
             raise ValueError(f"{', '.join(tiny_refs)} name tiny models, but there is no `tiny_models:` section; add `tiny_models: {{}}`")
         for where, name in self._model_names():
+            if name == "tiny:reader":
+                if self.reader is None:
+                    raise ValueError(f"{where} is 'tiny:reader', but there is no `reader:` section to train it; add `reader: {{}}`")
+                continue
             if name.startswith("tiny:") and name[5:] not in TINY_MODEL_NAMES:
                 raise ValueError(f"{where}: unknown tiny model {name!r}; use one of {['tiny:' + n for n in TINY_MODEL_NAMES]}")
         return self

@@ -1,8 +1,11 @@
 """The `reader` stage: the tiny world's reader trained, frozen and measured (issue 8).
 
-    reader   reader/ (the span model as a Hugging Face folder, with its tokenizer), metrics.json (the loss
-             curve, and dev-split GenAcc with the gold passages, with naive top-k RAG and with no context,
-             overall and per question type)                                                          dir
+    reader   the tiny models extended with reader/ (the span model as a Hugging Face folder, with its
+             tokenizer), and metrics.json (the loss curve, and dev-split GenAcc with the gold passages, with
+             naive top-k RAG and with no context, overall and per question type)                      dir
+
+The artifact holds copies of the tiny models beside the reader (a few MB), so every later stage resolves
+`tiny:*` names, `tiny:reader` included, in one folder: the pipeline passes it on in place of tiny_models.
 
 The gap between "gold" and "naive" GenAcc is the room a searcher can win; "none" is 0 by construction (an
 extractive reader cannot answer from memory). GenAcc here is span_check, as the tiny world configures it.
@@ -69,6 +72,7 @@ def build_reader(ctx: StageContext, cfg: RunConfig) -> StageResult:
     curve = train_reader(model, tokenizer, train, docs, rcfg, lambda d, t, m: ctx.progress(d, t + 1, m))
 
     out = ctx.staging_dir()
+    copy_model_set(store.local_dir(ctx.inputs["tiny_models"]), out)
     model.save_pretrained(out / "reader", safe_serialization=True)
     tokenizer.save_pretrained(out / "reader")
     ctx.progress(rcfg.steps, rcfg.steps + 1, "reader: measuring dev GenAcc with gold, naive and no context")
@@ -81,6 +85,18 @@ def build_reader(ctx: StageContext, cfg: RunConfig) -> StageResult:
     ctx.progress(rcfg.steps + 1, rcfg.steps + 1, f"reader dev GenAcc: {dev_metrics['genacc']}")
     return StageResult(stats={"dev_genacc": dev_metrics["genacc"], "final_loss": curve[-1]["loss"] if curve else None},
                        staging_dir=out)
+
+
+def copy_model_set(models_dir, out) -> None:
+    """Copy every model folder (and models.json) of a tiny-models artifact into `out`."""
+    import shutil
+
+    for entry in sorted(models_dir.iterdir()):
+        target = out / entry.name
+        if entry.is_dir():
+            shutil.copytree(entry, target)
+        else:
+            shutil.copy2(entry, target)
 
 
 def measure_reader(model_dir: str, questions, docs, naive_rows: Sequence[Sequence[int]], max_length: int) -> dict[str, Any]:
