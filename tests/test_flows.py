@@ -73,6 +73,11 @@ def test_s3_train_runs_caches_and_recovers_a_deleted_artifact(flow_config):
     store = open_store(load_config(config))
     manifests = {m.stage + "/" + m.key: m for m in store.list_manifests()}
     assert set(manifests) == set(outputs)
+    # the walker `s3agent run` asks before booting Prefect finds every stage the flow made (same keys)
+    from s3core.pipeline import finished_pipeline
+
+    walked = finished_pipeline(load_config(config))
+    assert walked is not None and {f"{m.stage}/{m.key}" for m in walked.all()} == set(outputs)
     assert manifests[next(k for k in outputs if k.startswith("questions"))].row_count in (160, 20)
 
     second = s3_train(config_path=str(config), return_state=True)  # artifacts complete: tasks skip, results persisted

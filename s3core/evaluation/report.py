@@ -34,7 +34,7 @@ def report_spec(cfg: RunConfig, scores: Sequence[Manifest], train: Manifest | No
     if train is not None:
         inputs["train"] = train
     curve = [{k: float(row[k]) for k in CURVE_COLUMNS if k in row} for row in (reward_curve or [])]
-    identity = {"title": title or f"Evaluation: {cfg.name}", "reward_curve": curve}
+    identity = {"title": title or f"s3-train evaluation ({cfg.name})", "reward_curve": curve}
 
     def build(ctx: StageContext) -> StageResult:
         return build_report(ctx, identity["title"], curve)

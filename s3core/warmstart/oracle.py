@@ -1,0 +1,122 @@
+"""An oracle that writes s3 searcher turns from what a question needs (issue 8's warm start).
+
+It plays the policy in the real rollout engine (the `Policy` protocol of agent/sampling.py): the engine
+retrieves, builds observations and masks exactly as in training, and the oracle only writes each turn's
+text. It knows each question's supporting passages (the tiny world's `metadata.supporting_ids`), so
+"the world's structure tells which entity to search next":
+- it keeps (`<important_info>`) the docs of the latest block that are supporting passages;
+- when every supporting passage has been kept, it stops (`<search_complete>True</search_complete>`);
+- otherwise it searches for the title of the first supporting passage it has not kept (the bridge entity of
+  a two-hop question, the missing entity of a comparison), `<query>{"query": "<title>"}</query>`.
+With probability `noise` a turn is a plausible mistake instead (search the question again, keep nothing,
+or stop early), so the fine-tuned searcher is good but not perfect and RL has something to improve.
+
+The oracle reads the trajectory as text: the question from the prompt's `Question:` line and the latest
+block's passages by their `Doc i (Title: T) text` lines, matched to the supporting passages by title and
+text. Nothing here is specific to the tiny world except the need for supporting passages in metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from s3core.agent.sampling import PolicyOutput, SamplingSettings
+from s3core.retrieval.base import DocStore
+
+QUESTION_LINE = re.compile(r"^Question: (.*)$", re.MULTILINE)
+DOC_LINE = re.compile(r"^Doc (\d+) \(Title: (.*?)\) (.*)$", re.MULTILINE)
+MISTAKES = ("requery", "keep_nothing", "stop_early")
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What one question needs: its supporting passages as (title, text) pairs, in chain order."""
+
+    passages: tuple[tuple[str, str], ...]
+
+
+def needs_by_question(rows: Sequence[Mapping], docs: DocStore) -> dict[str, Needs]:
+    """Questions rows (with metadata JSON holding supporting_ids) -> question text -> Needs."""
+    out = {}
+    for row in rows:
+        meta = json.loads(row.get("metadata") or "{}")
+        ids = meta.get("supporting_ids") or []
+        if not ids:
+            raise ValueError(f"question {row['id']!r} has no metadata.supporting_ids: the oracle cannot script it")
+        out[row["question"]] = Needs(tuple((docs.title(docs.row_of(str(i))), docs.text(docs.row_of(str(i))))
+                                           for i in ids))
+    return out
+
+
+def latest_block(text: str) -> list[tuple[int, str, str]]:
+    """(doc number, title, text) of the passages in the last <information> block of a trajectory."""
+    start = text.rfind("<information>")
+    if start < 0:
+        return []
+    return [(int(n), t, x.strip()) for n, t, x in DOC_LINE.findall(text[start:])]
+
+
+def kept_so_far(text: str, needs: Needs) -> set[int]:
+    """Indices (into needs.passages) of supporting passages kept in earlier turns."""
+    kept: set[int] = set()
+    for piece in text.split("<information>")[1:]:
+        block, _, turn = piece.partition("</information>")  # a block, then the turn that read it
+        chosen = re.search(r"<important_info>\[([\d, ]*)\]</important_info>", turn)
+        if not chosen:
+            continue
+        numbers = {int(n) for n in re.findall(r"\d+", chosen.group(1))}
+        for n, title, passage in DOC_LINE.findall(block):
+            if int(n) in numbers:
+                kept |= {i for i, p in enumerate(needs.passages) if p == (title, passage.strip())}
+    return kept
+
+
+class OraclePolicy:
+    """A `Policy` that writes the oracle's turns; tokens come from the real searcher tokenizer."""
+
+    def __init__(self, tokenizer, needs: Mapping[str, Needs], noise: float = 0.0, seed: int = 0,
+                 max_selected: int = 3):
+        self.tokenizer, self.needs, self.noise = tokenizer, needs, noise
+        self.rng, self.max_selected = random.Random(seed), max_selected
+
+    def turn_text(self, trajectory: str) -> str:
+        match = QUESTION_LINE.search(trajectory)
+        if match is None or match.group(1).strip() not in self.needs:
+            raise ValueError("the oracle got a trajectory whose question it does not know")
+        needs = self.needs[match.group(1).strip()]
+        block = latest_block(trajectory)
+        useful = [n for n, title, text in block if (title, text) in needs.passages][:self.max_selected]
+        kept = kept_so_far(trajectory, needs) | {i for i, p in enumerate(needs.passages)
+                                                 if any((t, x) == p for n, t, x in block if n in useful)}
+        missing = [p for i, p in enumerate(needs.passages) if i not in kept]
+        if self.rng.random() < self.noise:
+            mistake = self.rng.choice(MISTAKES)
+            if mistake == "requery":
+                return _turn(useful, done=False, query=match.group(1).strip())
+            if mistake == "keep_nothing":
+                useful = []
+            else:
+                return _turn(useful, done=True)
+        if not missing:
+            return _turn(useful, done=True)
+        return _turn(useful, done=False, query=missing[0][0])
+
+    def continue_sequences(self, sequences: Sequence[Sequence[int]], settings: SamplingSettings) -> list[PolicyOutput]:
+        outputs = []
+        for sequence in sequences:
+            text = self.turn_text(self.tokenizer.decode(list(sequence), skip_special_tokens=True))
+            tokens = self.tokenizer(text, add_special_tokens=False)["input_ids"][:settings.max_new_tokens]
+            outputs.append(PolicyOutput(list(tokens), [0.0] * len(tokens), "stop"))
+        return outputs
+
+
+def _turn(useful: Sequence[int], done: bool, query: str | None = None) -> str:
+    text = f"<important_info>{json.dumps(list(useful))}</important_info>"
+    text += f"<search_complete>{'True' if done else 'False'}</search_complete>"
+    if query is not None:
+        text += f"<query>{json.dumps({'query': query})}</query>"
+    return text
