@@ -45,9 +45,17 @@ def _task_states(flow_state) -> dict[str, str]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_state.state_details.flow_run_id])))
-    return {run.name: run.state.name for run in runs}
+    import time
+
+    # task-run states reach the API asynchronously (as events): wait until every task run has its final one
+    deadline = time.monotonic() + 30
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_state.state_details.flow_run_id])))
+        if all(run.state is not None and run.state.is_final() for run in runs) or time.monotonic() > deadline:
+            return {run.name: run.state.name if run.state else "unknown" for run in runs}
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
