@@ -22,6 +22,11 @@ from s3core.store import Manifest, StageSpec
 PROGRESS_EVERY_S = 1.0
 
 
+def artifact_key(cfg: RunConfig, what: str) -> str:
+    """A Prefect artifact key for this setting: keys allow lowercase letters, digits and dashes only."""
+    return f"{cfg.name}-{what}".lower().replace("_", "-").replace(".", "-")
+
+
 def spec_cache_key(make_spec: Callable[..., StageSpec]) -> Callable[[TaskRunContext, dict[str, Any]], str | None]:
     """A Prefect cache_key_fn built from the function that makes the task's StageSpec from its parameters."""
 

@@ -13,12 +13,7 @@ from s3core.evaluation.scores import scores_spec
 from s3core.evaluation.summary import comparison_rows, set_metrics
 from s3core.pipeline import open_store
 from s3core.store import Manifest
-from tasks.common import run_spec_in_task, spec_cache_key
-
-
-def artifact_key(cfg: RunConfig, what: str) -> str:
-    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
-    return f"{cfg.name}-{what}".lower().replace("_", "-").replace(".", "-")
+from tasks.common import artifact_key, run_spec_in_task, spec_cache_key
 
 
 @task(

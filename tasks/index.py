@@ -14,7 +14,7 @@ from s3core.retrieval.stages import (
     retrieval_eval_spec,
 )
 from s3core.store import Manifest
-from tasks.common import run_spec_in_task, spec_cache_key
+from tasks.common import artifact_key, run_spec_in_task, spec_cache_key
 
 
 @task(name="embed-passages", cache_key_fn=spec_cache_key(lambda cfg, corpus, tiny_models=None: embed_spec(cfg, corpus, tiny_models)), persist_result=True)
@@ -54,7 +54,7 @@ def retrieval_eval_task(
     rows = open_store(cfg).read_table(manifest).to_pylist()
     create_table_artifact(
         [{**r, "value": round(r["value"], 4)} for r in rows],
-        key=f"{cfg.name}-retrieval-recall".lower().replace("_", "-"),
+        key=artifact_key(cfg, "retrieval-recall"),
         description=f"Retrieval recall@k ({cfg.name}): answer recall = a top-k passage contains a gold answer",
     )
     return manifest

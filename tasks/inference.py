@@ -8,7 +8,7 @@ from prefect.artifacts import create_table_artifact
 from s3core.agent.inference import InferenceRun, contexts_spec
 from s3core.config import RunConfig
 from s3core.store import Manifest
-from tasks.common import run_spec_in_task, spec_cache_key
+from tasks.common import artifact_key, run_spec_in_task, spec_cache_key
 
 
 @task(
@@ -27,7 +27,7 @@ def contexts_task(cfg: RunConfig, run: InferenceRun, questions: Manifest, corpus
 @task(name="contexts-summary")
 def contexts_summary_task(cfg: RunConfig, contexts: list[Manifest]) -> None:
     """One UI table: per run and QA set, questions, mean turns, invalid turns, stops and policy tokens."""
-    create_table_artifact(contexts_table(contexts), key=f"{cfg.name}-contexts".lower().replace("_", "-"),
+    create_table_artifact(contexts_table(contexts), key=artifact_key(cfg, "contexts"),
                           description=f"Searcher and baseline contexts ({cfg.name})")
 
 

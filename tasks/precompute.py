@@ -9,7 +9,7 @@ from s3core.config import RunConfig
 from s3core.generation.local_server import LOCAL_SERVERS
 from s3core.reward.precompute import naive_rag_spec, training_pool_spec
 from s3core.store import Manifest
-from tasks.common import run_spec_in_task, spec_cache_key
+from tasks.common import artifact_key, run_spec_in_task, spec_cache_key
 
 
 @task(
@@ -35,7 +35,7 @@ def naive_rag_task(
 def training_pool_task(cfg: RunConfig, naive: list[Manifest]) -> Manifest:
     """The train questions naive RAG fails (yes/no ones dropped); the filter's counts go to the UI as a table."""
     manifest = run_spec_in_task(training_pool_spec(cfg, naive), cfg)
-    create_table_artifact(naive_rag_table(naive, manifest), key=f"{cfg.name}-training-pool".lower().replace("_", "-"),
+    create_table_artifact(naive_rag_table(naive, manifest), key=artifact_key(cfg, "training-pool"),
                           description=f"Naive RAG GenAcc and the training pool ({cfg.name})")
     return manifest
 

@@ -7,6 +7,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from s3core.config import RunConfig
 from s3core.store import Manifest
+from tasks.common import artifact_key
 
 
 def artifacts_markdown(title: str, manifests: list[Manifest]) -> str:
@@ -20,6 +21,6 @@ def artifacts_markdown(title: str, manifests: list[Manifest]) -> str:
 @task(name="report-artifacts")
 def report_artifacts_task(cfg: RunConfig, manifests: list[Manifest], title: str) -> dict[str, str]:
     """Post the artifact table to the UI and return {stage[/name]: location}."""
-    create_markdown_artifact(artifacts_markdown(title, manifests), key=f"{cfg.name}-artifacts".lower().replace("_", "-"))
+    create_markdown_artifact(artifacts_markdown(title, manifests), key=artifact_key(cfg, "artifacts"))
     print(artifacts_markdown(title, manifests))
     return {f"{m.stage}/{m.key}": m.uri for m in manifests}

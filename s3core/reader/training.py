@@ -44,8 +44,8 @@ def reader_questions(rows: Sequence[dict[str, Any]], docs: DocStore, source: str
     for row in rows:
         meta = json.loads(row.get("metadata") or "{}")
         if not meta.get("supporting_ids"):
-            raise ValueError(f"{source}: question {row['id']!r} has no metadata.supporting_ids; the reader is trained "
-                             "on questions whose supporting passages are known (the tiny world's)")
+            raise ValueError(f"{source}: question {row['id']!r} has no metadata.supporting_ids; the reader and the "
+                             "warm-start oracle need questions whose supporting passages are known (the tiny world's)")
         out.append(ReaderQuestion(row["question"], list(row["golden_answers"]),
                                   [docs.row_of(str(d)) for d in meta["supporting_ids"]], meta.get("type", "")))
     return out

@@ -39,17 +39,12 @@ class Needs:
     passages: tuple[tuple[str, str], ...]
 
 
-def needs_by_question(rows: Sequence[Mapping], docs: DocStore) -> dict[str, Needs]:
+def needs_by_question(rows: Sequence[Mapping], docs: DocStore, source: str = "questions") -> dict[str, Needs]:
     """Questions rows (with metadata JSON holding supporting_ids) -> question text -> Needs."""
-    out = {}
-    for row in rows:
-        meta = json.loads(row.get("metadata") or "{}")
-        ids = meta.get("supporting_ids") or []
-        if not ids:
-            raise ValueError(f"question {row['id']!r} has no metadata.supporting_ids: the oracle cannot script it")
-        out[row["question"]] = Needs(tuple((docs.title(docs.row_of(str(i))), docs.text(docs.row_of(str(i))))
-                                           for i in ids))
-    return out
+    from s3core.reader.training import reader_questions  # the one reader of supporting_ids from metadata
+
+    return {q.question: Needs(tuple((docs.title(r), docs.text(r)) for r in q.supporting_rows))
+            for q in reader_questions(rows, docs, source)}
 
 
 def latest_block(text: str) -> list[tuple[int, str, str]]:
