@@ -66,8 +66,10 @@ class PolicyStrategy:
     stop_strings: tuple[str, ...] = ()
     observation_open, observation_close = "\n<information>\n", "\n</information>\n"
 
-    def __init__(self, limits: Limits):
+    def __init__(self, limits: Limits, prompt: str | None = None):
         self.limits = limits
+        if prompt is not None:
+            self.prompt_name = prompt  # another template of the same protocol (SearcherConfig.prompt)
 
     def first_message(self, question: str, initial_information: str) -> str:
         values = {"question": question, "information": initial_information,
@@ -93,7 +95,11 @@ class PolicyStrategy:
 class S3Strategy(PolicyStrategy):
     name = "s3"
     prompt_name = "searcher_s3"
-    stop_strings = ("</query>", "</search_complete>")
+    # A turn ends after its query, or after a stop flag that says True. Not after every </search_complete>: the
+    # prompt's order is important_info, search_complete, query, so `False</search_complete>` is followed by the
+    # turn's query, and stopping there would make every searching turn invalid (only a model that writes the
+    # flag after the query, or EOS, escaped this). Other spellings of a True flag end at EOS or max_new_tokens.
+    stop_strings = ("</query>", "<search_complete>True</search_complete>", "<search_complete>true</search_complete>")
 
     def read_turn(self, text: str, latest_block_size: int) -> Step:
         action = parse_turn(text, latest_block_size, self.limits.max_selected)
@@ -187,9 +193,10 @@ def strategy_name(name: str) -> StrategyName:
     return member_by_value(StrategyName, name, "searcher strategy")
 
 
-def make_strategy(name: str, limits: Limits) -> PolicyStrategy:
-    """The policy-driven strategy `name` (a registry lookup; policy-free ones have no policy strategy)."""
+def make_strategy(name: str, limits: Limits, prompt: str | None = None) -> PolicyStrategy:
+    """The policy-driven strategy `name` (a registry lookup; policy-free ones have no policy strategy), with its
+    own prompt template unless `prompt` names another."""
     key = strategy_name(name)
     if key in POLICY_FREE:
         raise ValueError(f"strategy {name!r} runs without a policy model; it has no rollout strategy")
-    return POLICY_STRATEGIES[key](limits)
+    return POLICY_STRATEGIES[key](limits, prompt)
