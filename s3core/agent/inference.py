@@ -18,7 +18,7 @@ server through `rollout.client_search`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +63,11 @@ class InferenceRun:
     limits: Limits | None
     max_new_tokens: int
     policy_dir: str | None = None  # a trained checkpoint's actor folder (keyed by its weights, not its path)
+    prompt: str | None = None      # the strategy's prompt template, when not its own (s3: searcher.prompt)
+
+    def strategy_object(self):
+        """The rollout strategy of this run (policy-driven runs only)."""
+        return make_strategy(self.strategy, self.limits, self.prompt)
 
 
 def s3_run(cfg: RunConfig, checkpoint: Checkpoint | None = None) -> InferenceRun:
@@ -72,15 +77,18 @@ def s3_run(cfg: RunConfig, checkpoint: Checkpoint | None = None) -> InferenceRun
     limits = Limits(initial_topk=s.initial_topk, topk=s.topk_per_query, max_searches=s.max_search_turns,
                     max_turns=s.max_search_turns + 1, max_selected=s.max_selected_per_turn)
     if checkpoint is None:
-        return InferenceRun("s3", "s3", s.model, cfg.retrieval.naive_retriever, limits, cfg.ppo.max_new_tokens_per_turn)
+        return InferenceRun("s3", "s3", s.model, cfg.retrieval.naive_retriever, limits, cfg.ppo.max_new_tokens_per_turn,
+                            prompt=s.prompt)
     return InferenceRun(checkpoint.label, "s3", f"checkpoint:{checkpoint.label}", cfg.retrieval.naive_retriever, limits,
-                        cfg.ppo.max_new_tokens_per_turn, policy_dir=str(checkpoint.actor))
+                        cfg.ppo.max_new_tokens_per_turn, policy_dir=str(checkpoint.actor), prompt=s.prompt)
 
 
 def baseline_run(cfg: RunConfig, b: BaselineConfig) -> InferenceRun:
     retriever = b.retriever or ("bm25" if b.strategy == "deepretrieval" else cfg.retrieval.naive_retriever)
     if b.strategy in ("direct", "cot"):
         return InferenceRun(b.name, b.strategy, None, None, None, b.max_new_tokens_per_turn)
+    if b.strategy == "s3":  # an s3 searcher this run did not train (the warm start): the searcher's limits
+        return replace(s3_run(cfg), name=b.name, model=b.model)
     if b.strategy == "naive":
         return InferenceRun(b.name, b.strategy, None, retriever, Limits(b.topk, b.topk, 0, 0), b.max_new_tokens_per_turn)
     searches = 1 if b.strategy == "deepretrieval" else b.max_searches
@@ -113,7 +121,7 @@ def contexts_identity(cfg: RunConfig, run: InferenceRun) -> dict[str, Any]:
     if run.model is not None:
         identity.update(temperature=inf.temperature, top_p=inf.top_p, seed=inf.seed,
                         max_obs_tokens=cfg.ppo.max_obs_tokens, max_context_tokens=cfg.ppo.max_context_tokens,
-                        prompt=load_prompt(make_strategy(run.strategy, run.limits).prompt_name).text)
+                        prompt=load_prompt(run.strategy_object().prompt_name).text)
     if run.strategy == "s3":
         identity["context_rule"] = cfg.searcher.context_rule
     return identity
@@ -181,7 +189,7 @@ def build_contexts(ctx: StageContext, cfg: RunConfig, run: InferenceRun) -> Stag
             return lambda chunk: [policy_free_row(q, run, docs, search) for q in chunk]
         policy = open_policy(cfg, _policy_model_path(ctx, run))
         inf = cfg.inference
-        engine = RolloutEngine(policy, make_strategy(run.strategy, run.limits), search, docs,
+        engine = RolloutEngine(policy, run.strategy_object(), search, docs,
                                SamplingSettings(run.max_new_tokens, inf.temperature, inf.top_p, seed=inf.seed),
                                cfg.ppo.max_obs_tokens, cfg.ppo.max_context_tokens)
 

@@ -40,7 +40,6 @@ from s3core.agent.context import public_code_context, structured_context
 from s3core.agent.inference import s3_run
 from s3core.agent.policy import SamplingSettings, TransformersPolicy
 from s3core.agent.rollout import RolloutEngine, SearchFn
-from s3core.agent.strategies import S3Strategy
 from s3core.config.schema import RunConfig
 from s3core.generation.base import ChatBackend
 from s3core.retrieval.base import DocStore
@@ -137,7 +136,7 @@ class SearcherTrainer:
                                          model=self.learner.policy_model, tokenizer=self.tokenizer,
                                          batch_size=cfg.searcher.rollout_batch_size)
         run = s3_run(cfg)
-        self.engine = RolloutEngine(self.policy, S3Strategy(run.limits), search, docs,
+        self.engine = RolloutEngine(self.policy, run.strategy_object(), search, docs,
                                     SamplingSettings(self.ppo.max_new_tokens_per_turn, self.ppo.temperature,
                                                      self.ppo.top_p), self.ppo.max_obs_tokens, self.ppo.max_context_tokens)
         self.state = TrainerState()
