@@ -17,6 +17,13 @@ class ConfigError(ValueError):
 
 def load_config(path: str | Path) -> RunConfig:
     path = Path(path)
+    return parse_config(read_config_data(path), source=str(path))
+
+
+def read_config_data(path: Path, seen: tuple[Path, ...] = ()) -> Any:
+    """The YAML mapping of a config file, with `extends: <base file>` resolved: the base (a path relative to
+    this file) is read first and this file's keys are merged into it (mappings key by key, anything else,
+    lists included, replaced)."""
     if not path.exists():
         raise ConfigError(f"{path}: no such config file; the shipped ones are in configs/ (tiny.yaml, paper-7b.yaml, mirage.yaml)")
     try:
@@ -25,7 +32,20 @@ def load_config(path: str | Path) -> RunConfig:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{path}:{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
-    return parse_config(data, source=str(path))
+    if not isinstance(data, dict) or "extends" not in data:
+        return data
+    base = path.parent / str(data.pop("extends"))
+    if base.resolve() in seen:
+        raise ConfigError(f"{path}: `extends: {base.name}` makes a cycle ({' -> '.join(p.name for p in seen)}); remove one")
+    if not base.exists():
+        raise ConfigError(f"{path}: `extends: {base.name}` names no file ({base}); give a path relative to {path.parent}")
+    return merge_config(read_config_data(base, seen + (path.resolve(),)), data)
+
+
+def merge_config(base: Any, override: Any) -> Any:
+    if isinstance(base, dict) and isinstance(override, dict):
+        return {**base, **{k: merge_config(base[k], v) if k in base else v for k, v in override.items()}}
+    return override
 
 
 def parse_config(data: Any, source: str = "<config>") -> RunConfig:
