@@ -12,7 +12,7 @@ from prefect import flow
 
 from flows.index import index_stages
 from flows.params import BaselineName, CheckpointPath, OptionalConfigPath, StoreRoot, TrainKey, TrainStep
-from flows.precompute import reader_stage
+from flows.precompute import model_stages
 from flows.prepare import prepare_stages
 from s3core.agent.inference import baseline_run, eval_question_sets, s3_run
 from s3core.config import load_config
@@ -44,11 +44,11 @@ def s3_evaluate(config_path: OptionalConfigPath = None, checkpoint: CheckpointPa
     if baseline is not None:
         runs += [baseline_run(cfg, b) for b in selected_baselines(cfg, baseline)]
     try:
-        state = reader_stage(cfg, index_stages(cfg, prepare_stages(cfg)))
+        state = model_stages(cfg, index_stages(cfg, prepare_stages(cfg)))
         contexts = [contexts_task(cfg, run, questions, state.corpus, state.dense_index, state.bm25_index,
                                   state.models)
                     for questions in eval_question_sets(cfg, state.questions) for run in runs]
-        scores = [scores_task(cfg, c, state.models) for c in contexts]
+        scores = [scores_task(cfg, c, state.generator_models) for c in contexts]
     finally:
         stop_local_generators()
     sets = sorted({(m.stats["data_source"], m.stats["split"]) for m in scores})

@@ -26,7 +26,7 @@ def inference_stages(cfg: RunConfig, state: PipelineState) -> PipelineState:
 
 def evaluation_stages(cfg: RunConfig, state: PipelineState) -> PipelineState:
     """Add the scores of every contexts artifact and the report over them."""
-    state.scores = [scores_task(cfg, c, state.models) for c in state.contexts]
+    state.scores = [scores_task(cfg, c, state.generator_models) for c in state.contexts]
     if state.scores:
         state.report = report_task(cfg, state.scores, state.train)  # the title (and key) the pipeline walker uses
         evaluation_summary_task(cfg, state.scores, state.report)

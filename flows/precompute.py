@@ -8,14 +8,16 @@ from s3core.pipeline import PipelineState, has_train_split
 from tasks.precompute import naive_rag_task, training_pool_task
 from tasks.reader import reader_task
 from tasks.train import train_task
+from tasks.warmstart import warmstart_task
 
 
 def precompute_stages(cfg: RunConfig, indexed: PipelineState) -> PipelineState:
-    """Add the reader (when configured), naive_rag, training_pool and train artifacts (the same order as the
-    pipeline walker in s3core)."""
-    reader_stage(cfg, indexed)
+    """Add the reader and the warm start (when configured), naive_rag, training_pool and train artifacts (the
+    same order as the pipeline walker in s3core)."""
+    model_stages(cfg, indexed)
     indexed.naive_rag = [
-        naive_rag_task(cfg, q, indexed.corpus, indexed.dense_index, indexed.bm25_index, indexed.models)
+        naive_rag_task(cfg, q, indexed.corpus, indexed.dense_index, indexed.bm25_index,
+                       indexed.generator_models)
         for q in indexed.questions
     ]
     if has_train_split(indexed.questions):
@@ -25,10 +27,13 @@ def precompute_stages(cfg: RunConfig, indexed: PipelineState) -> PipelineState:
     return indexed
 
 
-def reader_stage(cfg: RunConfig, indexed: PipelineState) -> PipelineState:
-    """The tiny world's reader, when the config has a `reader:` section (later stages then resolve `tiny:*`
-    models in its artifact: PipelineState.models)."""
+def model_stages(cfg: RunConfig, indexed: PipelineState) -> PipelineState:
+    """The tiny world's reader and the searcher's warm start, when the config has their sections (later stages
+    then resolve `tiny:*` models in the newest of their artifacts: PipelineState.models)."""
     if cfg.reader is not None:
         indexed.reader = reader_task(cfg, indexed.tiny_models, indexed.corpus, indexed.questions, indexed.dense_index,
                                      indexed.bm25_index)
+    if cfg.warmstart is not None:
+        indexed.warmstart = warmstart_task(cfg, indexed.models, indexed.corpus, indexed.questions, indexed.dense_index,
+                                           indexed.bm25_index)
     return indexed

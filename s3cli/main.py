@@ -33,7 +33,7 @@ app.add_typer(serve_app, name="serve")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="run config YAML")]
 STAGES = ("world", "tiny-models", "corpus", "questions", "index", "retrieval-eval", "naive-rag", "training-pool", "train", "inference",
-          "evaluate", "reader")
+          "evaluate", "reader", "warmstart")
 
 
 def _load(path: Path):
@@ -73,6 +73,28 @@ def run(
 
     outputs = s3_train(config_path=str(config))
     _print_outputs(outputs, time.perf_counter() - start)
+
+
+@app.command()
+def experiment(
+    config: ConfigOpt = Path("configs/tiny-experiment.yaml"),
+    seeds: Annotated[str, typer.Option(help="comma-separated training seeds, e.g. 1,2,3")] = "1,2,3",
+    out: Annotated[Path, typer.Option(help="folder for results.md, results.json and the plots")] = Path("docs/results"),
+) -> None:
+    """Run the setting once per seed (shared stages come from the store) and write mean ± spread over seeds."""
+    from s3core.evaluation.experiment import run_experiment
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    cfg = _load(config)
+    try:
+        chosen = [int(s) for s in seeds.split(",") if s.strip()]
+    except ValueError:
+        typer.echo(f"--seeds must be comma-separated integers like 1,2,3 (got {seeds!r})", err=True)
+        raise typer.Exit(2) from None
+    start = time.perf_counter()
+    path = run_experiment(cfg, chosen, out)
+    typer.echo(f"\nexperiment finished in {time.perf_counter() - start:.1f} s: {path}")
 
 
 @app.command()
@@ -121,6 +143,7 @@ STAGE_ARTIFACTS = {
     "inference": ("contexts",),
     "evaluate": ("scores", "report"),
     "reader": ("reader",),
+    "warmstart": ("warmstart",),
 }
 
 

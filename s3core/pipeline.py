@@ -13,6 +13,7 @@ artifact, its key and its resume behaviour are the same whichever way a stage is
     bm25_index    Lucene index (pyserini)                                                  dir
     retrieval_eval  recall@k of each index on each non-train QA set                        table
     reader        the tiny world's extractive reader + its dev GenAcc (gold / naive / none)  dir (if `reader:`)
+    warmstart     the searcher fine-tuned on noisy oracle trajectories (tiny:searcher_sft)  dir (if `warmstart:`)
     naive_rag     naive top-k RAG answer and GenAcc of every question (reward/precompute.py)  table, one per QA set
     training_pool train questions naive RAG fails, minus yes/no ones                        table
     train         the searcher trained by PPO: checkpoints + metrics (rl/stage.py)          dir, resumable
@@ -46,13 +47,14 @@ from s3core.reward.precompute import naive_rag_spec, training_pool_spec
 from s3core.rl.stage import train_spec
 from s3core.store import ArtifactStore, Manifest, StageContext, StageResult, StageSpec
 from s3core.store.stage import ProgressReporter, log_progress
+from s3core.warmstart.stage import warmstart_spec
 
 if TYPE_CHECKING:
     from s3core.evaluation.checkpoints import Checkpoint
 
 # Every stage name in dependency order (walk_pipeline's order).
 STAGE_ORDER = ("world", "tiny_models", "corpus", "questions", "embeddings", "dense_index", "bm25_index", "retrieval_eval",
-               "reader", "naive_rag", "training_pool", "train", "contexts", "scores", "report")
+               "reader", "warmstart", "naive_rag", "training_pool", "train", "contexts", "scores", "report")
 
 # The s3core source each stage runs (besides s3core/store): editing other code keeps its cache valid.
 INGEST_CODE = ("data/ingest.py", "data/formats.py", "data/sources.py")
@@ -138,6 +140,7 @@ class PipelineState:
     bm25_index: Manifest | None = None
     retrieval_eval: Manifest | None = None
     reader: Manifest | None = None
+    warmstart: Manifest | None = None
     naive_rag: list[Manifest] = field(default_factory=list)
     training_pool: Manifest | None = None
     train: Manifest | None = None
@@ -147,13 +150,20 @@ class PipelineState:
 
     @property
     def models(self) -> Manifest | None:
-        """Where later stages resolve `tiny:*` names: the reader artifact (the tiny models + the reader) when
-        there is one, else the tiny models."""
+        """Where later stages resolve `tiny:*` names: the newest artifact that extends the tiny models' set
+        (warm start: + searcher_sft; reader: + reader), else the tiny models."""
+        return self.warmstart or self.generator_models
+
+    @property
+    def generator_models(self) -> Manifest | None:
+        """Where the generator and the encoder resolve: the set without the warm start, so that naive-RAG answers
+        and scores stay cached when only the warm start changes (another seed)."""
         return self.reader or self.tiny_models
 
     def all(self) -> list[Manifest]:
         single = [self.world, self.tiny_models]
-        later = [self.embeddings, self.dense_index, self.bm25_index, self.retrieval_eval, self.reader]
+        later = [self.embeddings, self.dense_index, self.bm25_index, self.retrieval_eval, self.reader,
+                 self.warmstart]
         return ([m for m in single if m] + self.corpus + self.questions + [m for m in later if m] + self.naive_rag
                 + [m for m in (self.training_pool, self.train) if m] + self.contexts + self.scores
                 + [m for m in (self.report,) if m])
@@ -195,8 +205,11 @@ def walk_pipeline(cfg: RunConfig, resolve: Callable[[StageSpec], Manifest | None
         if cfg.reader is not None:
             state.reader = need(reader_spec(cfg, state.tiny_models, state.corpus, state.questions, state.dense_index,
                                             state.bm25_index))
-        state.naive_rag = [need(naive_rag_spec(cfg, q, state.corpus, state.dense_index, state.bm25_index, state.models))
-                           for q in state.questions]
+        if cfg.warmstart is not None:
+            state.warmstart = need(warmstart_spec(cfg, state.models, state.corpus, state.questions, state.dense_index,
+                                                  state.bm25_index))
+        state.naive_rag = [need(naive_rag_spec(cfg, q, state.corpus, state.dense_index, state.bm25_index,
+                                                 state.generator_models)) for q in state.questions]
         if has_train_split(state.questions):
             state.training_pool = need(training_pool_spec(cfg, state.naive_rag))
             state.train = need(train_spec(cfg, state.training_pool, state.naive_rag, state.corpus, state.dense_index,
@@ -206,7 +219,7 @@ def walk_pipeline(cfg: RunConfig, resolve: Callable[[StageSpec], Manifest | None
             state.contexts.extend(need(contexts_spec(cfg, run, questions, state.corpus, state.dense_index,
                                                      state.bm25_index, state.models))
                                   for run in inference_runs(cfg, trained))
-        state.scores = [need(scores_spec(cfg, c, state.models)) for c in state.contexts]
+        state.scores = [need(scores_spec(cfg, c, state.generator_models)) for c in state.contexts]
         if state.scores:
             state.report = need(report_spec(cfg, state.scores, state.train))
     except _Incomplete:

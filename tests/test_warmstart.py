@@ -4,6 +4,8 @@ passages; its noise turns are the stated mistakes."""
 
 from __future__ import annotations
 
+import pytest
+
 from s3core.agent.context import structured_context
 from s3core.agent.rollout import RolloutEngine, retriever_search
 from s3core.agent.sampling import SamplingSettings
@@ -71,3 +73,113 @@ def test_noise_turns_are_the_stated_mistakes():
         '<important_info>[]</important_info><search_complete>False</search_complete><query>{"query": "C"}</query>',
         "<important_info>[2]</important_info><search_complete>True</search_complete>",
     }
+
+
+# --- the fine-tuning (s3core/warmstart/sft.py) and the `warmstart` stage ------------------------------------
+def test_only_policy_tokens_are_targets():
+    from s3core.agent.context import TrajectoryRecord
+    from s3core.agent.rollout import Rollout
+    from s3core.warmstart.sft import IGNORE, example_from_rollout
+
+    rollout = Rollout(record=TrajectoryRecord(question="q"), prompt_ids=[1, 2, 3])
+    rollout.extend([10, 11], from_policy=True)
+    rollout.extend([20, 21, 22], from_policy=False)  # an <information> block: context, not a target
+    rollout.extend([12], from_policy=True)
+    example = example_from_rollout(rollout)
+    assert example.ids == [1, 2, 3, 10, 11, 20, 21, 22, 12]
+    assert example.labels == [IGNORE] * 3 + [10, 11] + [IGNORE] * 3 + [12]
+
+
+def _tiny_lm(seed: int = 0):
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    return Qwen2ForCausalLM(Qwen2Config(vocab_size=40, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                        num_key_value_heads=1, intermediate_size=64, max_position_embeddings=64))
+
+
+def test_the_loss_is_the_mean_cross_entropy_of_labelled_tokens_and_ignores_padding():
+    import torch
+
+    from s3core.warmstart.sft import IGNORE, Example, collate_examples, policy_token_loss
+
+    model = _tiny_lm()
+    short, long = Example([1, 2, 3], [IGNORE, 2, 3]), Example([4, 5, 6, 7, 8], [IGNORE, IGNORE, 6, IGNORE, 8])
+    ids, mask, labels = collate_examples([short, long], pad_id=0)
+    assert ids.tolist() == [[1, 2, 3, 0, 0], [4, 5, 6, 7, 8]] and mask.tolist() == [[1, 1, 1, 0, 0], [1] * 5]
+    loss = policy_token_loss(model, ids, mask, labels)
+    with torch.no_grad():
+        logp = [torch.log_softmax(model(input_ids=torch.tensor([e.ids])).logits[0].float(), -1) for e in (short, long)]
+    expected = -torch.stack([logp[0][0, 2], logp[0][1, 3], logp[1][1, 6], logp[1][3, 8]]).mean()
+    torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fine_tuning_learns_a_conditional_reply():
+    """The reply depends on the prompt (token 3 -> reply 7 7, token 4 -> reply 9 9): the loss on the policy
+    tokens falls from chance (log 40 = 3.7) to near 0."""
+    from s3core.warmstart.sft import IGNORE, Example, train_on_examples
+
+    examples = [Example([1, p, 2, r, r], [IGNORE] * 3 + [r, r]) for p, r in ((3, 7), (4, 9))] * 4
+    curve = train_on_examples(_tiny_lm(), examples, pad_id=0, steps=60, batch_size=4, lr=1e-2, warmup_fraction=0.1,
+                              seed=0, log_every=20)
+    assert [p["step"] for p in curve] == [20, 40, 60]
+    assert curve[0]["loss"] > 0.5 and curve[-1]["loss"] < 0.05
+
+
+@pytest.fixture(scope="module")
+def warm_start(tiny_indexes):
+    from s3core.config.schema import WarmStartConfig
+    from s3core.pipeline import prepare
+
+    cfg = tiny_indexes["cfg"].model_copy(update={"warmstart": WarmStartConfig(
+        max_questions=24, passes=2, steps=4, batch_size=4, log_every=2, noise=0.5)})
+    cfg = cfg.model_copy(update={"searcher": cfg.searcher.model_copy(update={"model": "tiny:searcher_sft"})})
+    store = open_store(cfg)
+    state = prepare(store, cfg, until="warmstart")
+    return {"cfg": cfg, "store": store, "state": state, "dir": store.local_dir(state.warmstart)}
+
+
+def test_the_warmstart_stage_writes_the_fine_tuned_searcher_beside_the_model_set(warm_start):
+    import json
+
+    from transformers import AutoModelForCausalLM
+
+    folder, state = warm_start["dir"], warm_start["state"]
+    assert sorted(p.name for p in folder.iterdir()) == ["encoder", "generator", "models.json", "searcher",
+                                                        "searcher_sft", "tokenizer", "warmstart.json"]
+    AutoModelForCausalLM.from_pretrained(folder / "searcher_sft")
+    report = json.loads((folder / "warmstart.json").read_text())
+    assert [p["step"] for p in report["train_curve"]] == [2, 4]
+    oracle = report["oracle"]
+    assert oracle["trajectories"] == 48 and 0 < oracle["complete_share"] <= 1 and oracle["searches_mean"] > 0
+    assert state.models == state.warmstart and state.generator_models == state.tiny_models
+
+
+def test_the_warm_started_searcher_runs_as_the_s3_searcher_and_as_a_baseline(warm_start):
+    """`searcher.model: tiny:searcher_sft` resolves in the warm-start artifact; `strategy: s3` baselines
+    report an untrained s3 searcher next to the trained one."""
+    from dataclasses import replace
+
+    from s3core.agent.inference import baseline_run, s3_run
+    from s3core.config.schema import BaselineConfig
+
+    cfg = warm_start["cfg"]
+    run = baseline_run(cfg, BaselineConfig(name="s3-warmstart", strategy="s3", model="tiny:searcher_sft"))
+    assert run == replace(s3_run(cfg), name="s3-warmstart")  # the searcher's 8-3-3 limits and budgets
+    state = warm_start["state"]
+    from s3core.agent.inference import contexts_spec
+
+    test_set = next(m for m in state.questions if m.stats.get("split") == "test")
+    manifest = contexts_spec(cfg, run, test_set, state.corpus, state.dense_index, state.bm25_index,
+                             state.models).run(warm_start["store"])
+    rows = warm_start["store"].read_table(manifest).to_pylist()
+    assert len(rows) == 100 and {r["run"] for r in rows} == {"s3-warmstart"}
+    assert {r["model"] for r in rows} == {"tiny:searcher_sft"}
+
+
+def test_config_errors_name_the_missing_section():
+    from s3core.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match="add `warmstart: {}`"):
+        parse_config({"name": "x", "world": {}, "tiny_models": {}, "searcher": {"model": "tiny:searcher_sft"}})

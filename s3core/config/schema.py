@@ -224,6 +224,20 @@ class SearcherConfig(_Section):
         "samples from the learner's own weights through the transformers loop")
     dtype: Literal["float32", "bfloat16", "float16"] = Field(default="bfloat16", description="policy weights for rollouts")
     rollout_batch_size: int = Field(default=64, gt=0, description="trajectories per policy forward batch")
+    prompt: str = Field(
+        default="searcher_s3",
+        description="the s3 searcher's prompt template (s3core/generation/prompts): searcher_s3 = the protocol "
+        "explained in full; searcher_s3_brief = the same tags in four lines, for models trained from scratch (tiny)")
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_is_shipped(cls, value: str) -> str:
+        from s3core.generation.prompts import available_prompts
+
+        choices = [p for p in available_prompts() if p.startswith("searcher_s3")]
+        if value not in choices:
+            raise ValueError(f"searcher.prompt {value!r} is not a shipped s3 searcher prompt; choose one of {choices}")
+        return value
 
 
 STRATEGIES = ("s3", "search_r1", "search_o1", "ircot", "deepretrieval", "naive", "direct", "cot")
@@ -233,7 +247,9 @@ class BaselineConfig(_Section):
     """One baseline run of the inference stage (a strategy of the same rollout engine)."""
 
     name: str = Field(description="label in artifacts and reports, e.g. 'rag-bm25' or 'search-r1-7b'")
-    strategy: Literal["search_r1", "search_o1", "ircot", "deepretrieval", "naive", "direct", "cot"]
+    strategy: Literal["s3", "search_r1", "search_o1", "ircot", "deepretrieval", "naive", "direct", "cot"] = Field(
+        description="s3 = an s3 searcher that was not trained by this run (e.g. the warm start before RL), with the "
+        "searcher section's limits")
     model: str | None = Field(default=None, description="policy model (HF folder, hub name, 'tiny:searcher'); none for naive/direct/cot")
     retriever: Literal["dense", "bm25"] | None = Field(default=None, description="default: retrieval.naive_retriever (deepretrieval: bm25)")
     topk: int = Field(default=3, gt=0, description="passages per search (naive: the top-k of the question)")
@@ -295,6 +311,25 @@ class ReaderConfig(_Section):
         if self.partial_rate + self.no_answer_rate > 1:
             raise ValueError(f"partial_rate + no_answer_rate = {self.partial_rate + self.no_answer_rate} > 1: lower one")
         return self
+
+
+class WarmStartConfig(_Section):
+    """The searcher's warm start: supervised fine-tuning on noisy oracle trajectories of the train questions
+    (s3core/warmstart), giving `tiny:searcher_sft` for `searcher.model` (issue 8). It plays the role of the
+    instruct model's prior in the paper: RL then improves a searcher that already follows the protocol."""
+
+    init: str = Field(default="tiny:searcher", description="causal LM the fine-tuning starts from")
+    noise: float = Field(default=0.25, ge=0, le=1,
+                         description="share of oracle turns that are a stated mistake (re-search the question, keep "
+                         "nothing, stop early): the room RL has to improve on the warm start")
+    passes: int = Field(default=2, gt=0, description="oracle trajectories per train question (each pass its own noise draw)")
+    max_questions: int | None = Field(default=None, gt=0, description="use only the first N train questions (null = all)")
+    steps: int = Field(default=600, gt=0, description="AdamW steps of batch_size trajectories")
+    batch_size: int = Field(default=8, gt=0)
+    lr: float = Field(default=2e-3, gt=0)
+    warmup_fraction: float = Field(default=0.05, ge=0, lt=1)
+    log_every: int = Field(default=25, gt=0)
+    seed: int = Field(default=0, description="seed of the oracle's noise, the batch order and torch")
 
 
 class EvaluationConfig(_Section):
@@ -368,6 +403,8 @@ class RunConfig(_Section):
     world: TinyWorldConfig | None = Field(default=None, description="generate the tiny world (the embedded default dataset)")
     tiny_models: TinyModelsConfig | None = Field(default=None, description="build tiny local models ('tiny:*' model names)")
     reader: ReaderConfig | None = Field(default=None, description="train the tiny world's extractive reader ('tiny:reader')")
+    warmstart: WarmStartConfig | None = Field(
+        default=None, description="fine-tune the searcher on noisy oracle trajectories before RL ('tiny:searcher_sft')")
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
     questions: QuestionsConfig = Field(default_factory=QuestionsConfig)
     retrieval: RetrievalConfig = Field(default_factory=RetrievalConfig)
@@ -397,10 +434,14 @@ class RunConfig(_Section):
         tiny_refs = [where for where, name in self._model_names() if name.startswith("tiny:")]
         if tiny_refs and self.tiny_models is None:
             raise ValueError(f"{', '.join(tiny_refs)} name tiny models, but there is no `tiny_models:` section; add `tiny_models: {{}}`")
+        if self.warmstart is not None and self.tiny_models is None:
+            raise ValueError("the warm start extends the tiny models (tiny:searcher_sft): add `tiny_models:` or remove `warmstart:`")
+        trained_by = {"tiny:reader": ("reader", self.reader), "tiny:searcher_sft": ("warmstart", self.warmstart)}
         for where, name in self._model_names():
-            if name == "tiny:reader":
-                if self.reader is None:
-                    raise ValueError(f"{where} is 'tiny:reader', but there is no `reader:` section to train it; add `reader: {{}}`")
+            if name in trained_by:
+                section, value = trained_by[name]
+                if value is None:
+                    raise ValueError(f"{where} is {name!r}, but there is no `{section}:` section to train it; add `{section}: {{}}`")
                 continue
             if name.startswith("tiny:") and name[5:] not in TINY_MODEL_NAMES:
                 raise ValueError(f"{where}: unknown tiny model {name!r}; use one of {['tiny:' + n for n in TINY_MODEL_NAMES]}")
@@ -416,6 +457,8 @@ class RunConfig(_Section):
         yield "retrieval.dense.encoder", self.retrieval.dense.encoder
         yield "generator.model", self.generator.model
         yield "searcher.model", self.searcher.model
+        if self.warmstart is not None:
+            yield "warmstart.init", self.warmstart.init
         for i, baseline in enumerate(self.inference.baselines):
             if baseline.model:
                 yield f"inference.baselines[{i}].model", baseline.model
