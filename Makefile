@@ -3,12 +3,14 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 CONFIG ?= configs/tiny.yaml
 PYTEST_ARGS ?=
+SEEDS ?= 1,2,3
 
-.PHONY: install run test ui ui-stop clean help
+.PHONY: install run test experiment ui ui-stop clean help
 
 help:
 	@echo "make run      install (if needed) and run the full pipeline on $(CONFIG)"
 	@echo "make test     install (if needed) and run the CPU test suite"
+	@echo "make experiment  the seeded tiny-world experiment (configs/tiny-experiment.yaml, SEEDS=$(SEEDS)) -> docs/results/"
 	@echo "make ui       start a Prefect server + worker on 127.0.0.1 and register the deployments"
 	@echo "make ui-stop  stop exactly the processes 'make ui' started"
 	@echo "make clean    delete artifacts/ contents and the project cache (.cache/)"
@@ -21,6 +23,9 @@ run: install
 
 test: install
 	$(PY) -m pytest -m "not gpu" -q $(PYTEST_ARGS)
+
+experiment: install
+	$(VENV)/bin/s3agent experiment --config configs/tiny-experiment.yaml --seeds $(SEEDS) --out docs/results
 
 ui: install
 	@scripts/ui.sh start
