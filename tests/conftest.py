@@ -55,8 +55,20 @@ def python_exe() -> str:
 
 
 # --- the tiny world's indexes and a live retrieval server, shared by every module that needs them ---------
+def plumbing_only(data: dict) -> dict:
+    """configs/tiny.yaml's data with its learned parts (the reader, the warm start) replaced by the random-init
+    tiny generator and searcher: for tests of the plumbing, which must not pay for training. What they skip is
+    tested in test_reader.py, test_warmstart.py and, end to end and learning, test_tiny_learning.py."""
+    data.pop("reader", None)
+    data.pop("warmstart", None)
+    data["generator"]["model"] = "tiny:generator"
+    data["searcher"]["model"] = "tiny:searcher"
+    data["inference"]["baselines"] = [b for b in data["inference"]["baselines"] if b.get("strategy") != "s3"]
+    return data
+
+
 def _tiny_config(tmp: Path, **retrieval) -> Path:
-    data = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    data = plumbing_only(yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text()))
     data["store"] = {"root": str(tmp / "store")}
     data["retrieval"].update(retrieval)
     path = tmp / "tiny-test.yaml"

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import plumbing_only
 
 from s3core.agent.context import format_docs
 from s3core.config import load_config
@@ -44,7 +45,7 @@ TINY_MODELS = {"seed": 0, "vocab_size": 400, "causal_lm": {"hidden_size": 32, "n
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("precompute")
-    data = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    data = plumbing_only(yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text()))
     data["store"] = {"root": str(tmp / "store")}
     data["world"]["n_questions"] = 200
     data["tiny_models"] = TINY_MODELS
