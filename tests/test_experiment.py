@@ -79,7 +79,7 @@ def test_a_seeded_config_sets_the_training_seeds_and_its_own_name(repo_root):
 def test_extends_merges_a_base_config(tmp_path):
     from s3core.config import ConfigError, load_config
 
-    (tmp_path / "base.yaml").write_text("name: base\nseed: 1\nppo: {total_steps: 3, actor_lr: 1.0e-4}\n")
+    (tmp_path / "base.yaml").write_text("name: base\nseed: 1\nworld: {}\nppo: {total_steps: 3, actor_lr: 1.0e-4}\n")
     (tmp_path / "child.yaml").write_text("extends: base.yaml\nname: child\nppo: {total_steps: 50}\n")
     cfg = load_config(tmp_path / "child.yaml")
     assert (cfg.name, cfg.seed, cfg.ppo.total_steps, cfg.ppo.actor_lr) == ("child", 1, 50, 1e-4)
