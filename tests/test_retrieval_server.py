@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from conftest import free_port as _free_port
+from conftest import plumbing_only
 from s3core.config import load_config
 from s3core.pipeline import open_store, prepare
 from s3core.retrieval.client import RetrievalClient, RetrievalError, RetrievalRequestError
@@ -117,7 +118,7 @@ def test_concurrent_requests_are_micro_batched(tiny_indexes):
 
 
 def test_wiki18_sample_ingest_index_and_serve(tmp_path, shared_data):
-    data = yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text())
+    data = plumbing_only(yaml.safe_load((REPO / "configs" / "tiny.yaml").read_text()))
     data.update({"name": "wiki-sample", "store": {"root": str(tmp_path / "store")}, "questions": {"sets": []}})
     data["world"] = {"seed": 13, "n_questions": 200}
     data["corpus"] = {"parts": [{"name": "wiki18", "source": {"kind": "file", "path": str(shared_data / "wiki18-sample.jsonl")}}]}

@@ -143,7 +143,8 @@ def test_contexts_stage_resumes_after_an_interruption(tiny_indexes):
     assert resumed.stats["resumed_shards"] == 1 and resumed.stats["written_shards"] == 2
     rows = store.read_table(resumed).to_pylist()
     assert [r["question_id"] for r in rows] == [q["id"] for q in tiny_indexes["questions"]]
-    assert all(r["run"] == "s3" and r["turns"] == 4 and r["end_reason"] == "turn_limit" for r in rows)
+    max_turns = s3_run(cfg).limits.max_turns  # the random searcher always runs out of turns
+    assert all(r["run"] == "s3" and r["turns"] == max_turns and r["end_reason"] == "turn_limit" for r in rows)
     assert all(len(r["context_doc_ids"]) == 3 and r["context"].startswith("Doc 1 (Title: ") for r in rows)
 
     store.fs.rm(store.artifact_path("contexts", spec.key), recursive=True)
