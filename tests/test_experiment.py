@@ -20,7 +20,7 @@ TYPES = {"q1": "two_hop", "q2": "two_hop", "q3": "single_hop", "q4": "single_hop
 
 
 def _scores(run: str, hits: list[bool], turns: int = 0, docs: int = 3) -> list[dict]:
-    return [{"question_id": q, "run": run, "genacc": h, "turns": turns, "context_doc_ids": ["d"] * docs}
+    return [{"question_id": q, "split": "test", "run": run, "genacc": h, "turns": turns, "context_doc_ids": ["d"] * docs}
             for q, h in zip(TYPES, hits)]
 
 
@@ -53,7 +53,7 @@ def test_the_experiment_writes_markdown_json_and_two_pngs(tmp_path):
     results = [_seed(1, [True, False, True, True]), _seed(2, [True, True, True, True])]
     path = write_experiment(tmp_path, "t", results, ["rag", "s3@step-4"], "s3@step-4", ["rag"])
     text = path.read_text()
-    assert "| s3@step-4 | 0.875 ± 0.177 |" in text and "(genacc_by_type.png)" in text and "(reward_curve.png)" in text
+    assert "## GenAcc on the test split" in text and "| s3@step-4 | 0.875 ± 0.177 |" in text and "(genacc_by_type.png)" in text and "(reward_curve.png)" in text
     for png in ("genacc_by_type.png", "reward_curve.png"):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((tmp_path / "results.json").read_text())
@@ -62,8 +62,8 @@ def test_the_experiment_writes_markdown_json_and_two_pngs(tmp_path):
 
 
 def test_question_types_come_from_metadata_json_or_default_to_all():
-    rows = [{"question_id": "a", "metadata": json.dumps({"type": "two_hop"})}, {"question_id": "b", "metadata": ""},
-            {"question_id": "c", "metadata": {"type": "comparison"}}]
+    rows = [{"id": "a", "metadata": json.dumps({"type": "two_hop"})}, {"id": "b", "metadata": ""},
+            {"id": "c", "metadata": {"type": "comparison"}}]
     assert question_types(rows) == {"a": "two_hop", "b": "all", "c": "comparison"}
 
 

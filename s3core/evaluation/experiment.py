@@ -43,6 +43,7 @@ class SeedResult:
     context_docs: dict[str, float]                 # run -> mean documents in the generator's context
     reward_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, mean reward of the batch)
     steps: int = 0
+    splits: list[str] = field(default_factory=list)  # the QA splits the scores are on (inference.splits)
 
 
 def seed_result(seed: int, scores: Sequence[dict[str, Any]], question_types: dict[str, str],
@@ -63,17 +64,19 @@ def seed_result(seed: int, scores: Sequence[dict[str, Any]], question_types: dic
     return SeedResult(seed=seed, genacc=genacc, questions=counts,
                       turns={run: _mean([r["turns"] for r in rows]) for run, rows in by_run.items()},
                       context_docs={run: _mean([len(r["context_doc_ids"]) for r in rows]) for run, rows in by_run.items()},
-                      reward_curve=curve, steps=curve[-1][0] if curve else 0)
+                      reward_curve=curve, steps=curve[-1][0] if curve else 0,
+                      splits=sorted({str(r.get("split", "")) for r in scores} - {""}))
 
 
 def question_types(question_rows: Sequence[dict[str, Any]]) -> dict[str, str]:
-    """question_id -> metadata.type (the tiny world's single_hop / two_hop / comparison), or "all"."""
+    """Rows of a questions table (id, ..., metadata) -> id -> metadata.type (the tiny world's single_hop /
+    two_hop / comparison), or "all"."""
     types = {}
     for row in question_rows:
         meta = row.get("metadata") or {}
         if isinstance(meta, str):
             meta = json.loads(meta) if meta.strip() else {}
-        types[row["question_id"]] = str(meta.get("type", ALL))
+        types[row["id"]] = str(meta.get("type", ALL))
     return types
 
 
@@ -135,7 +138,7 @@ def results_markdown(title: str, results: Sequence[SeedResult], summary: list[di
     seeds = ", ".join(str(r.seed) for r in results)
     head = "| run | " + " | ".join(f"{t} (n={counts.get(t, 0)})" for t in types) + " | turns | context docs |"
     lines = [f"# {title}", "", f"Seeds: {seeds}. Every cell: mean ± sample standard deviation over the seeds.", "",
-             "## GenAcc on the test split", "", head, "|" + "---|" * (len(types) + 3)]
+             f"## GenAcc on the {'/'.join(sorted({s for r in results for s in r.splits})) or 'evaluated'} split", "", head, "|" + "---|" * (len(types) + 3)]
     for row in summary:
         cells = [_pm(row[t]) for t in types] + [_pm(row["turns"], 2), _pm(row["context_docs"], 2)]
         lines.append(f"| {row['run']} | " + " | ".join(cells) + " |")
