@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from s3core.config.schema import RunConfig
+from s3core.evaluation.report import _pyplot, train_curve
 
 ALL = "all"
 
@@ -165,10 +166,7 @@ def results_markdown(title: str, results: Sequence[SeedResult], summary: list[di
 
 
 def plot_genacc_by_type(path: Path, summary: list[dict[str, Any]]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     types = [k for k in summary[0] if k not in ("run", "turns", "context_docs")] if summary else []
     fig, ax = plt.subplots(figsize=(8, 4))
@@ -184,10 +182,7 @@ def plot_genacc_by_type(path: Path, summary: list[dict[str, Any]]) -> None:
 
 
 def plot_reward_curves(path: Path, results: Sequence[SeedResult]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in results:
@@ -208,9 +203,7 @@ def _save(fig, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(tmp, dpi=110)
     os.replace(tmp, path)
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    _pyplot().close(fig)
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -251,11 +244,7 @@ def result_from_store(seed: int, cfg: RunConfig, state) -> SeedResult:
     evaluated = {(m.stats.get("data_source"), m.stats.get("split")) for m in state.scores}
     questions = [row for m in state.questions if (m.stats.get("data_source"), m.stats.get("split")) in evaluated
                  for row in store.read_table(m).to_pylist()]
-    metrics = []
-    if state.train is not None:
-        import pyarrow.parquet as pq
-
-        metrics = pq.read_table(store.local_dir(state.train) / "metrics.parquet").to_pylist()
+    metrics = train_curve(store, state.train) if state.train is not None else []
     return seed_result(seed, scores, question_types(questions), metrics)
 
 
