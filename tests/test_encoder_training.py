@@ -135,10 +135,23 @@ def test_pairs_come_from_train_and_corpus_only(world_dir):
 
     train, corpus = _jsonl(world_dir / "train.jsonl"), _jsonl(world_dir / "corpus.jsonl")
     contents = {row["id"]: row["contents"] for row in corpus}
-    expected = [(q["question"], contents[pid]) for q in train for pid in q["metadata"]["supporting_ids"]]
-    expected += [(split_wiki_contents(row["contents"])[0], row["contents"]) for row in corpus]
-    assert pairs == expected
-    assert et.training_pairs(world_dir, include_titles=False) == expected[: len(expected) - len(corpus)]
+    first_hops = [(q["question"], contents[pid]) for q in train
+                  for pid in q["metadata"]["supporting_ids"][: 1 if q["metadata"]["bridge"] else None]]
+    titles = [(split_wiki_contents(row["contents"])[0], row["contents"]) for row in corpus]
+    assert pairs == first_hops + titles
+    assert et.training_pairs(world_dir, include_titles=False) == first_hops
+
+
+def test_two_hop_questions_pair_with_their_bridge_passage_only_when_asked(world_dir):
+    train, corpus = _jsonl(world_dir / "train.jsonl"), _jsonl(world_dir / "corpus.jsonl")
+    contents = {row["id"]: row["contents"] for row in corpus}
+    two_hop = next(q for q in train if q["metadata"]["bridge"])
+    first, second = (contents[pid] for pid in two_hop["metadata"]["supporting_ids"])
+    default = [p for q, p in et.training_pairs(world_dir, include_titles=False) if q == two_hop["question"]]
+    with_bridge = [p for q, p in et.training_pairs(world_dir, include_titles=False, bridge_pairs=True)
+                   if q == two_hop["question"]]
+    assert default == [first]
+    assert with_bridge == [first, second]
 
 
 def test_pairs_need_supporting_ids(tmp_path):

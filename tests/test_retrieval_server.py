@@ -22,13 +22,14 @@ from s3core.retrieval.stages import open_retrievers
 REPO = Path(__file__).resolve().parents[1]
 
 # Pinned on the default tiny world (configs/tiny.yaml: world seed 13, tiny models seed 0), test split, 100
-# questions. The tiny encoder is trained contrastively on the train split only (s3core/models/encoder_training.py).
+# questions. The tiny encoder is trained contrastively on the train split only (s3core/models/encoder_training.py),
+# two-hop questions on their first hop only: the second hop is the searcher's to find.
 # An update to these numbers must be justified in the commit message.
 PINNED = {
     "bm25": {"answer_recall@1": 0.27, "answer_recall@5": 0.61, "answer_recall@20": 0.75,
              "support_recall@1": 0.21, "support_recall@5": 0.52, "support_recall@20": 0.68},
-    "dense": {"answer_recall@1": 0.48, "answer_recall@5": 0.69, "answer_recall@20": 0.83,
-              "support_recall@1": 0.35, "support_recall@5": 0.62, "support_recall@20": 0.80},
+    "dense": {"answer_recall@1": 0.45, "answer_recall@5": 0.61, "answer_recall@20": 0.67,
+              "support_recall@1": 0.36, "support_recall@5": 0.57, "support_recall@20": 0.62},
 }
 
 

@@ -61,8 +61,12 @@ def _read_corpus(path: Path) -> dict[str, tuple[str, str]]:
     return passages
 
 
-def _question_pairs(path: Path, passages: dict[str, tuple[str, str]]) -> Iterator[Pair]:
-    """(question, supporting passage) for every question of a FlashRAG file and every id it lists, in order."""
+def _question_pairs(path: Path, passages: dict[str, tuple[str, str]], bridge_pairs: bool) -> Iterator[Pair]:
+    """(question, supporting passage) for every question of a FlashRAG file and the ids it lists, in order.
+
+    A question with a bridge entity (metadata.bridge, a two-hop question) is paired with its first-hop passage
+    only, unless bridge_pairs: its second-hop passage is about an entity the question does not name.
+    """
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
@@ -75,6 +79,8 @@ def _question_pairs(path: Path, passages: dict[str, tuple[str, str]]) -> Iterato
                     "training needs them: use a tiny world folder (s3core.data.tiny_world.write_world) or turn it "
                     "off with tiny_models.encoder_training.enabled: false"
                 )
+            if (record.get("metadata") or {}).get("bridge") and not bridge_pairs:
+                supporting = supporting[:1]  # chain order: the passage about the entity the question names
             for pid in supporting:
                 if str(pid) not in passages:
                     raise ValueError(
@@ -84,16 +90,17 @@ def _question_pairs(path: Path, passages: dict[str, tuple[str, str]]) -> Iterato
                 yield record["question"], passage_input(*passages[str(pid)])
 
 
-def training_pairs(world_dir: Path, include_titles: bool) -> list[Pair]:
+def training_pairs(world_dir: Path, include_titles: bool, bridge_pairs: bool = False) -> list[Pair]:
     """The (query, passage) pairs the encoder is trained on, in a fixed order.
 
-    First one pair per (train question, supporting id), in train.jsonl order; then, with include_titles, one
+    First one pair per (train question, supporting id), in train.jsonl order, where a two-hop question keeps
+    only its first hop unless bridge_pairs (see EncoderTrainingConfig.bridge_pairs); then, with include_titles, one
     (title, passage) pair per corpus passage, in corpus order. Passages are '"Title"\\ntext' strings without a
     prefix. Reads only world_dir/train.jsonl and world_dir/corpus.jsonl: dev and test are never opened.
     """
     world_dir = Path(world_dir)
     passages = _read_corpus(world_dir / CORPUS_FILE)
-    pairs = list(_question_pairs(world_dir / TRAIN_FILE, passages))
+    pairs = list(_question_pairs(world_dir / TRAIN_FILE, passages, bridge_pairs))
     if include_titles:
         pairs.extend((title, passage_input(title, text)) for title, text in passages.values() if title)
     if not pairs:

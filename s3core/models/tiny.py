@@ -300,7 +300,7 @@ def _describe(root: Path, cfg: TinyModelsConfig, encoder_training: dict | None) 
 
 def _train_encoder_on_world(encoder_dir: Path, world_dir: Path, cfg: EncoderTrainingConfig) -> dict:
     """Train the encoder folder on the world's train split; the stats models.json keeps (no wall-clock time)."""
-    stats = train_encoder(encoder_dir, training_pairs(world_dir, cfg.title_pairs), cfg)
+    stats = train_encoder(encoder_dir, training_pairs(world_dir, cfg.title_pairs, cfg.bridge_pairs), cfg)
     log.info("tiny encoder trained on %s: %s", world_dir, stats)
     return {name: value for name, value in stats.items() if name != "seconds"}
 
