@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from s3core.agent.context import structured_context
+from s3core.agent.protocol import parse_query
 from s3core.agent.rollout import RolloutEngine, retriever_search
 from s3core.agent.sampling import SamplingSettings
 from s3core.agent.strategies import Limits, S3Strategy
@@ -38,6 +39,25 @@ def test_the_oracle_reads_blocks_and_what_was_kept():
     first_turn = TRAJECTORY.split("<important_info>")[0]
     assert oracle.turn_text(first_turn) == ('<important_info>[2]</important_info><search_complete>False'
                                             '</search_complete><query>{"query": "C"}</query>')
+
+
+def test_text_queries_keep_the_name_tokens_of_the_passages(tiny_indexes):
+    from transformers import AutoTokenizer
+
+    needs = Needs((("B", "b text."), ("C", "c text.")))
+    first_turn = TRAJECTORY.split("<important_info>")[0]
+    turn = OraclePolicy(tokenizer=None, needs={"Who?": needs}, query_format="text").turn_text(first_turn)
+    assert turn.endswith("<search_complete>False</search_complete><query> C</query>")
+    assert parse_query(" C") == "C"
+    tokenizer = AutoTokenizer.from_pretrained(
+        resolve_model_path("tiny:searcher", open_store(tiny_indexes["cfg"]).local_dir(tiny_indexes["state"].tiny_models)))
+    name = tiny_indexes["docs"].title(0)
+    in_passage = tokenizer(f"born in {name}.", add_special_tokens=False)["input_ids"]
+    in_query = tokenizer(f"<query> {name}</query>", add_special_tokens=False)["input_ids"]
+    name_tokens = in_query[1:-1]
+    assert any(in_passage[i:i + len(name_tokens)] == name_tokens for i in range(len(in_passage)))
+    with pytest.raises(ValueError, match="query_format"):
+        OraclePolicy(tokenizer=None, needs={}, query_format="xml")
 
 
 def test_oracle_trajectories_through_the_engine_gather_the_supporting_passages(tiny_indexes):
@@ -113,6 +133,25 @@ def test_the_loss_is_the_mean_cross_entropy_of_labelled_tokens_and_ignores_paddi
         logp = [torch.log_softmax(model(input_ids=torch.tensor([e.ids])).logits[0].float(), -1) for e in (short, long)]
     expected = -torch.stack([logp[0][0, 2], logp[0][1, 3], logp[1][1, 6], logp[1][3, 8]]).mean()
     torch.testing.assert_close(loss, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_context_weight_adds_the_other_real_tokens_at_that_weight():
+    import torch
+
+    from s3core.warmstart.sft import IGNORE, Example, collate_examples, token_losses
+
+    model = _tiny_lm()
+    short, long = Example([1, 2, 3], [IGNORE, 2, 3]), Example([4, 5, 6, 7, 8], [IGNORE, IGNORE, 6, IGNORE, 8])
+    batch = collate_examples([short, long], pad_id=0)
+    total, policy = token_losses(model, *batch, context_weight=0.25)
+    with torch.no_grad():
+        logp = [torch.log_softmax(model(input_ids=torch.tensor([e.ids])).logits[0].float(), -1) for e in (short, long)]
+    policy_nll = -torch.stack([logp[0][0, 2], logp[0][1, 3], logp[1][1, 6], logp[1][3, 8]])
+    context_nll = -torch.stack([logp[1][0, 5], logp[1][2, 7]])  # long's tokens 5 and 7; padding never counts
+    torch.testing.assert_close(policy, policy_nll.mean(), rtol=1e-5, atol=1e-5)
+    expected = (policy_nll.sum() + 0.25 * context_nll.sum()) / (4 + 0.25 * 2)
+    torch.testing.assert_close(total, expected, rtol=1e-5, atol=1e-5)
+    assert total.requires_grad and not policy.requires_grad
 
 
 def test_fine_tuning_learns_a_conditional_reply():

@@ -324,10 +324,20 @@ class WarmStartConfig(_Section):
                          "nothing, stop early): the room RL has to improve on the warm start")
     passes: int = Field(default=2, gt=0, description="oracle trajectories per train question (each pass its own noise draw)")
     max_questions: int | None = Field(default=None, gt=0, description="use only the first N train questions (null = all)")
+    query_format: Literal["json", "text"] = Field(
+        default="text",
+        description='how the oracle writes a search: text = `<query> Title</query>` (the name then has the same '
+        'tokens as in the passages, which a model trained from scratch can copy), json = the paper\'s '
+        '`<query>{"query": "Title"}</query>`; the protocol parser reads both')
     steps: int = Field(default=600, gt=0, description="AdamW steps of batch_size trajectories")
     batch_size: int = Field(default=8, gt=0)
     lr: float = Field(default=2e-3, gt=0)
     warmup_fraction: float = Field(default=0.05, ge=0, lt=1)
+    context_weight: float = Field(
+        default=0.0, ge=0,
+        description="weight of the next-token loss on context tokens (prompt, retrieved passages) relative to the "
+        "policy tokens'; 0 = policy tokens only. A random-init searcher learns to copy names from passages "
+        "through it (s3core/warmstart/sft.py)")
     log_every: int = Field(default=25, gt=0)
     seed: int = Field(default=0, description="seed of the oracle's noise, the batch order and torch")
 

@@ -8,6 +8,7 @@ text. It knows each question's supporting passages (the tiny world's `metadata.s
 - when every supporting passage has been kept, it stops (`<search_complete>True</search_complete>`);
 - otherwise it searches for the title of the first supporting passage it has not kept (the bridge entity of
   a two-hop question, the missing entity of a comparison), `<query>{"query": "<title>"}</query>`.
+Queries are written as JSON or as plain text (`query_format`, see QUERY_FORMATS).
 With probability `noise` a turn is a plausible mistake instead (search the question again, keep nothing,
 or stop early), so the fine-tuned searcher is good but not perfect and RL has something to improve.
 
@@ -30,6 +31,11 @@ from s3core.retrieval.base import DocStore
 QUESTION_LINE = re.compile(r"^Question: (.*)$", re.MULTILINE)
 DOC_LINE = re.compile(r"^Doc (\d+) \(Title: (.*?)\) (.*)$", re.MULTILINE)
 MISTAKES = ("requery", "keep_nothing", "stop_early")
+# json: `<query>{"query": "Title"}</query>`, the s3 paper's form. text: `<query> Title</query>`, which the
+# protocol parser reads as the raw query; the leading space makes a byte-level BPE tokenizer split the name
+# into the same tokens as in the passages (` Zeithika`, not `Z` + `eithika` after a quote), so a model
+# learns to copy a name token for token.
+QUERY_FORMATS = ("json", "text")
 
 
 @dataclass(frozen=True)
@@ -74,9 +80,11 @@ class OraclePolicy:
     """A `Policy` that writes the oracle's turns; tokens come from the real searcher tokenizer."""
 
     def __init__(self, tokenizer, needs: Mapping[str, Needs], noise: float = 0.0, seed: int = 0,
-                 max_selected: int = 3):
+                 max_selected: int = 3, query_format: str = "json"):
+        if query_format not in QUERY_FORMATS:
+            raise ValueError(f"query_format must be one of {QUERY_FORMATS} (got {query_format!r})")
         self.tokenizer, self.needs, self.noise = tokenizer, needs, noise
-        self.rng, self.max_selected = random.Random(seed), max_selected
+        self.rng, self.max_selected, self.query_format = random.Random(seed), max_selected, query_format
 
     def turn_text(self, trajectory: str) -> str:
         match = QUESTION_LINE.search(trajectory)
@@ -91,14 +99,22 @@ class OraclePolicy:
         if self.rng.random() < self.noise:
             mistake = self.rng.choice(MISTAKES)
             if mistake == "requery":
-                return _turn(useful, done=False, query=match.group(1).strip())
+                return self._turn(useful, done=False, query=match.group(1).strip())
             if mistake == "keep_nothing":
                 useful = []
             else:
-                return _turn(useful, done=True)
+                return self._turn(useful, done=True)
         if not missing:
-            return _turn(useful, done=True)
-        return _turn(useful, done=False, query=missing[0][0])
+            return self._turn(useful, done=True)
+        return self._turn(useful, done=False, query=missing[0][0])
+
+    def _turn(self, useful: Sequence[int], done: bool, query: str | None = None) -> str:
+        text = f"<important_info>{json.dumps(list(useful))}</important_info>"
+        text += f"<search_complete>{'True' if done else 'False'}</search_complete>"
+        if query is not None:
+            body = json.dumps({"query": query}) if self.query_format == "json" else f" {query}"
+            text += f"<query>{body}</query>"
+        return text
 
     def continue_sequences(self, sequences: Sequence[Sequence[int]], settings: SamplingSettings) -> list[PolicyOutput]:
         outputs = []
@@ -108,10 +124,3 @@ class OraclePolicy:
             outputs.append(PolicyOutput(list(tokens), [0.0] * len(tokens), "stop"))
         return outputs
 
-
-def _turn(useful: Sequence[int], done: bool, query: str | None = None) -> str:
-    text = f"<important_info>{json.dumps(list(useful))}</important_info>"
-    text += f"<search_complete>{'True' if done else 'False'}</search_complete>"
-    if query is not None:
-        text += f"<query>{json.dumps({'query': query})}</query>"
-    return text

@@ -6,9 +6,13 @@ scratch would have to discover the protocol from a reward that is almost always 
 gives it one: the oracle (oracle.py, with noise) plays the policy in the real rollout engine on the train
 questions, and the searcher is trained to imitate its turns.
 
-The loss is the causal-LM cross-entropy on policy tokens only (`Rollout.policy_mask` = 1): the prompt and
-every `<information>` block the environment wrote are context, never targets, exactly the tokens PPO's
-state masking leaves out. Each trajectory is one example (prompt + all its turns), so the model learns each
+The loss is the causal-LM cross-entropy on policy tokens (`Rollout.policy_mask` = 1): the prompt and every
+`<information>` block the environment wrote are context, exactly the tokens PPO's state masking leaves out.
+Deliberate addition, `warmstart.context_weight`: the context tokens can also be predicted, with a smaller
+weight. An instruct model has read text before it is asked to search; a random-init one has not, and
+learning the passages' language (names recur within a passage, after their title) gives it the
+copying that a query for a bridge entity's name needs. This is language modelling on the searcher's own
+inputs, never on answers it is not shown. Each trajectory is one example (prompt + all its turns), so the model learns each
 turn given the blocks it saw.
 """
 
@@ -51,12 +55,29 @@ def collate_examples(batch: Sequence[Example], pad_id: int) -> tuple[torch.Tenso
     return ids, mask, labels
 
 
+def token_losses(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
+                 context_weight: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training loss, policy-token loss) of a batch.
+
+    The policy-token loss is the mean cross-entropy over the labelled (policy) tokens. With context_weight > 0
+    the training loss also predicts every other real token (prompt, passages): a weighted mean in which each
+    context token counts context_weight times a policy token.
+    """
+    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1, :].float()  # [B, T-1, V]
+    per_token = torch.nn.functional.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none")  # [B, T-1]
+    policy = labels[:, 1:] != IGNORE  # [B, T-1]: token t is predicted at position t-1
+    policy_sum, policy_count = per_token[policy].sum(), policy.sum()
+    policy_loss = policy_sum / policy_count
+    if context_weight == 0:
+        return policy_loss, policy_loss.detach()
+    context = (mask[:, 1:] == 1) & ~policy  # [B, T-1]
+    total = (policy_sum + context_weight * per_token[context].sum()) / (policy_count + context_weight * context.sum())
+    return total, policy_loss.detach()
+
+
 def policy_token_loss(model, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy over the labelled (policy) tokens of the batch."""
-    logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1, :].float()  # [B, T-1, V]
-    targets = labels[:, 1:]  # [B, T-1]: token t is predicted at position t-1
-    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
-                                             ignore_index=IGNORE)
+    return token_losses(model, ids, mask, labels)[0]
 
 
 def warmup_cosine(step: int, total: int, warmup: int) -> float:
@@ -67,9 +88,10 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
 
 
 def train_on_examples(model, examples: Sequence[Example], pad_id: int, *, steps: int, batch_size: int, lr: float,
-                      warmup_fraction: float, seed: int, log_every: int,
+                      warmup_fraction: float, seed: int, log_every: int, context_weight: float = 0.0,
                       progress: Callable[[int, int, str], None] = lambda *a: None) -> list[dict[str, float]]:
-    """AdamW on random batches of `examples` for `steps` steps; returns the loss curve (every `log_every`)."""
+    """AdamW on random batches of `examples` for `steps` steps; returns the policy-token loss curve (the mean of
+    each `log_every` steps). context_weight: see token_losses."""
     if not examples:
         raise ValueError("no warm-start examples: the oracle wrote no trajectories (are there train questions?)")
     rng = random.Random(seed)
@@ -80,13 +102,13 @@ def train_on_examples(model, examples: Sequence[Example], pad_id: int, *, steps:
     curve, window = [], []
     for step in range(1, steps + 1):
         batch = rng.sample(list(examples), min(batch_size, len(examples)))
-        loss = policy_token_loss(model, *collate_examples(batch, pad_id))
+        loss, policy_loss = token_losses(model, *collate_examples(batch, pad_id), context_weight)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
-        window.append(loss.item())
+        window.append(policy_loss.item())
         if step % log_every == 0 or step == steps:
             curve.append({"step": step, "loss": round(sum(window) / len(window), 4)})
             window = []

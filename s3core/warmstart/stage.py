@@ -80,6 +80,7 @@ def build_warmstart(ctx: StageContext, cfg: RunConfig) -> StageResult:
     curve = train_on_examples(model, [example_from_rollout(r) for r in rollouts], tokenizer.pad_token_id,
                               steps=wcfg.steps, batch_size=wcfg.batch_size, lr=wcfg.lr,
                               warmup_fraction=wcfg.warmup_fraction, seed=wcfg.seed, log_every=wcfg.log_every,
+                              context_weight=wcfg.context_weight,
                               progress=lambda d, t, m: ctx.progress(d, t + 1, m))
     out = ctx.staging_dir()
     copy_model_set(models_dir, out)
@@ -112,7 +113,8 @@ def oracle_rollouts(ctx: StageContext, cfg: RunConfig, tokenizer) -> tuple[list,
     rollouts, questions = [], []
     for p in range(wcfg.passes):
         engine = RolloutEngine(OraclePolicy(tokenizer, needs, noise=wcfg.noise, seed=wcfg.seed + p,
-                                            max_selected=run.limits.max_selected),
+                                            max_selected=run.limits.max_selected,
+                                            query_format=wcfg.query_format),
                                run.strategy_object(), retriever_search(retriever), docs,
                                SamplingSettings(run.max_new_tokens), cfg.ppo.max_obs_tokens, cfg.ppo.max_context_tokens)
         rollouts += engine.run([r["question"] for r in rows])
