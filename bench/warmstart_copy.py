@@ -1,0 +1,181 @@
+"""Does the warm start teach the searcher to copy the bridge entity's name? Per-part held-out loss, side by side.
+
+    # 1. export the oracle's trajectories of a config (CPU, here; the world, models and index come from the store):
+    .venv/bin/python bench/warmstart_copy.py --export bench/out/copy-1k --config configs/tiny.yaml
+    .venv/bin/python bench/warmstart_copy.py --export bench/out/copy-5k --config configs/tiny-experiment.yaml
+    # 2. fine-tune searchers of several shapes on them (GPU machine: needs only torch and transformers):
+    python bench/warmstart_copy.py --data bench/out/copy-5k --shape 64x2 --context-weight 0.1 --steps 3000 \\
+        --batch-size 32 --lr 3e-3 --device cuda
+
+Export writes `trajectories.pt` (token ids and policy masks of `passes` noisy oracle trajectories per train
+question, and one noise-free trajectory per dev question, made by the real rollout engine with the config's
+s3 strategy, limits and prompt) and the config's `searcher` folder, whose tokenizer and model config the
+training mode starts from (random init, resized to --shape).
+
+Training uses the warm-start stage's own loss (s3core.warmstart.sft.token_losses). Every steps/5 it prints
+one JSON line with the mean loss, on dev and on 100 train trajectories, of each part of the policy's turns:
+the doc ids in `<important_info>`, the stop flag, and the query; and `query_first_acc`, the share of
+queries whose first token is the greedy prediction. In the oracle's queries that token starts the name of
+the entity to search, which the model can only get right by reading it from a passage (or the question),
+so it measures copying. A train/dev gap there is memorisation of the train questions' names.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+PARTS = {"<important_info>": "ids", "<search_complete>": "flag", "<query>": "query"}
+
+
+def export(out: Path, config: Path, passes: int, noise: float) -> None:
+    from transformers import AutoTokenizer
+
+    from s3core.agent.inference import s3_run
+    from s3core.agent.rollout import RolloutEngine, retriever_search
+    from s3core.agent.sampling import SamplingSettings
+    from s3core.config.loader import load_config
+    from s3core.models.resolve import resolve_model_path
+    from s3core.pipeline import open_store, prepare
+    from s3core.reward.precompute import open_retriever_by_name
+    from s3core.warmstart.oracle import OraclePolicy, needs_by_question
+
+    cfg = load_config(config)
+    store = open_store(cfg)
+    state = prepare(store, cfg, until="bm25_index")
+    retriever, docs = open_retriever_by_name(store, cfg, cfg.retrieval.naive_retriever, state.corpus,
+                                             state.dense_index, state.bm25_index, state.tiny_models)
+    searcher = resolve_model_path("tiny:searcher", store.local_dir(state.tiny_models))
+    tokenizer = AutoTokenizer.from_pretrained(searcher)
+    run = s3_run(cfg)
+    query_format = cfg.warmstart.query_format if cfg.warmstart else "text"
+    data = {}
+    for split, split_passes, split_noise in (("train", passes, noise), ("dev", 1, 0.0)):
+        rows = [r for m in state.questions if m.stats.get("split") == split for r in store.read_table(m).to_pylist()]
+        needs = needs_by_question(rows, docs)
+        trajectories = []
+        for p in range(split_passes):
+            policy = OraclePolicy(tokenizer, needs, noise=split_noise, seed=p, max_selected=run.limits.max_selected,
+                                  query_format=query_format)
+            engine = RolloutEngine(policy, run.strategy_object(), retriever_search(retriever), docs,
+                                   SamplingSettings(run.max_new_tokens), cfg.ppo.max_obs_tokens, cfg.ppo.max_context_tokens)
+            trajectories += [(r.prompt_ids, r.response_ids, r.policy_mask)
+                             for r in engine.run([r["question"] for r in rows])]
+        data[split] = trajectories
+        print(f"{split}: {len(trajectories)} oracle trajectories of {len(rows)} questions", flush=True)
+    import torch
+
+    out.mkdir(parents=True, exist_ok=True)
+    torch.save(data, out / "trajectories.pt")
+    shutil.copytree(searcher, out / "searcher", dirs_exist_ok=True)
+
+
+def part_labels(response_ids: list[int], policy_mask: list[int], tags: dict[int, str]) -> list[str | None]:
+    """The part of the turn each response token belongs to (None for environment tokens)."""
+    part, labels = "other", []
+    for token, mask in zip(response_ids, policy_mask):
+        part = tags.get(token, part)
+        labels.append(part if mask else None)
+    return labels
+
+
+def train(data_dir: Path, shape: str, context_weight: float, steps: int, batch_size: int, lr: float,
+          device: str, seed: int) -> None:
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    from s3core.warmstart.sft import Example, collate_examples, token_losses, warmup_cosine
+
+    data = torch.load(data_dir / "trajectories.pt")
+    tokenizer = AutoTokenizer.from_pretrained(data_dir / "searcher")
+    hidden, layers = (int(x) for x in shape.split("x"))
+    config = Qwen2Config.from_pretrained(data_dir / "searcher")
+    heads = max(2, hidden // 32)
+    config.update({"hidden_size": hidden, "num_hidden_layers": layers, "intermediate_size": 3 * hidden,
+                   "num_attention_heads": heads, "num_key_value_heads": heads, "layer_types": ["full_attention"] * layers})
+    torch.manual_seed(seed)
+    model = Qwen2ForCausalLM(config).to(device)
+    tags = {tokenizer.convert_tokens_to_ids(t): part for t, part in PARTS.items()}
+    query_tag = tokenizer.convert_tokens_to_ids("<query>")
+
+    def example(t) -> Example:
+        prompt, response, mask = t
+        return Example(prompt + response, [-100] * len(prompt) + [x if m else -100 for x, m in zip(response, mask)])
+
+    def evaluate(trajectories) -> dict:
+        model.eval()
+        nll: dict[str, list[float]] = {}
+        hits = []
+        with torch.no_grad():
+            for start in range(0, len(trajectories), 16):
+                chunk = trajectories[start:start + 16]
+                ids, mask, _ = (x.to(device) for x in collate_examples([example(t) for t in chunk], tokenizer.pad_token_id))
+                logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)  # [B, T, V]
+                for row, (prompt, response, policy) in enumerate(chunk):
+                    for j, part in enumerate(part_labels(response, policy, tags)):
+                        if part is None or part == "other":
+                            continue
+                        at = len(prompt) + j  # token index; predicted at at - 1
+                        nll.setdefault(part, []).append(-logp[row, at - 1, ids[row, at]].item())
+                        if j > 0 and response[j - 1] == query_tag:
+                            hits.append(int(logp[row, at - 1].argmax().item() == ids[row, at].item()))
+        model.train()
+        out = {part: round(sum(v) / len(v), 3) for part, v in sorted(nll.items())}
+        out["query_first_acc"] = round(sum(hits) / max(1, len(hits)), 3)
+        return out
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    warmup = max(1, steps // 20)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps, warmup))
+    rng, started = random.Random(seed), time.time()
+    model.train()
+    for step in range(1, steps + 1):
+        batch = collate_examples([example(t) for t in rng.sample(data["train"], batch_size)], tokenizer.pad_token_id)
+        loss, _ = token_losses(model, *(x.to(device) for x in batch), context_weight)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        schedule.step()
+        optimizer.zero_grad(set_to_none=True)
+        if step % max(1, steps // 5) == 0 or step == steps:
+            print(json.dumps({"shape": shape, "context_weight": context_weight, "step": step,
+                              "seconds": round(time.time() - started), "dev": evaluate(data["dev"]),
+                              "train": evaluate(data["train"][:100])}), flush=True)
+    if math.isnan(loss.item()):
+        raise SystemExit("the loss is NaN: lower --lr")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--export", type=Path, help="write the oracle trajectories of --config to this folder")
+    parser.add_argument("--config", type=Path, default=REPO / "configs" / "tiny.yaml")
+    parser.add_argument("--passes", type=int, default=2)
+    parser.add_argument("--noise", type=float, default=0.25)
+    parser.add_argument("--data", type=Path, help="a folder written by --export: fine-tune on it")
+    parser.add_argument("--shape", default="64x2", help="hidden size x layers of the random-init searcher")
+    parser.add_argument("--context-weight", type=float, default=0.1)
+    parser.add_argument("--steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    if bool(args.export) == bool(args.data):
+        parser.error("give exactly one of --export FOLDER or --data FOLDER")
+    if args.export:
+        export(args.export, args.config, args.passes, args.noise)
+    else:
+        train(args.data, args.shape, args.context_weight, args.steps, args.batch_size, args.lr, args.device, args.seed)
+
+
+if __name__ == "__main__":
+    main()
