@@ -166,6 +166,31 @@ def test_fine_tuning_learns_a_conditional_reply():
     assert curve[0]["loss"] > 0.5 and curve[-1]["loss"] < 0.05
 
 
+def test_the_training_device_is_the_gpu_when_there_is_one_and_cuda_without_one_is_an_error(monkeypatch):
+    import torch
+
+    from s3core.warmstart.stage import training_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert training_device("auto") == "cpu" and training_device("cpu") == "cpu"
+    with pytest.raises(ValueError, match="warmstart.device is cuda"):
+        training_device("cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert training_device("auto") == "cuda"
+
+
+@pytest.mark.gpu
+def test_fine_tuning_on_the_gpu_learns_and_hands_back_a_cpu_model():
+    from s3core.warmstart.sft import IGNORE, Example, train_on_examples
+
+    model = _tiny_lm()
+    examples = [Example([1, p, 2, r, r], [IGNORE] * 3 + [r, r]) for p, r in ((3, 7), (4, 9))] * 4
+    curve = train_on_examples(model, examples, pad_id=0, steps=60, batch_size=4, lr=1e-2, warmup_fraction=0.1,
+                              seed=0, log_every=20, context_weight=0.1, device="cuda")
+    assert curve[0]["loss"] > 0.5 and curve[-1]["loss"] < 0.05
+    assert {p.device.type for p in model.parameters()} == {"cpu"}
+
+
 @pytest.fixture(scope="module")
 def warm_start(tiny_indexes):
     from s3core.config.schema import WarmStartConfig

@@ -338,6 +338,10 @@ class WarmStartConfig(_Section):
         description="weight of the next-token loss on context tokens (prompt, retrieved passages) relative to the "
         "policy tokens'; 0 = policy tokens only. A random-init searcher learns to copy names from passages "
         "through it (s3core/warmstart/sft.py)")
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="where the fine-tuning runs: auto = the first CUDA GPU when there is one, else the CPU. The "
+        "oracle's rollouts always run on the CPU")
     log_every: int = Field(default=25, gt=0)
     seed: int = Field(default=0, description="seed of the oracle's noise, the batch order and torch")
 

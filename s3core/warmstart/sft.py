@@ -89,12 +89,14 @@ def warmup_cosine(step: int, total: int, warmup: int) -> float:
 
 def train_on_examples(model, examples: Sequence[Example], pad_id: int, *, steps: int, batch_size: int, lr: float,
                       warmup_fraction: float, seed: int, log_every: int, context_weight: float = 0.0,
-                      progress: Callable[[int, int, str], None] = lambda *a: None) -> list[dict[str, float]]:
+                      device: str = "cpu", progress: Callable[[int, int, str], None] = lambda *a: None) -> list[dict[str, float]]:
     """AdamW on random batches of `examples` for `steps` steps; returns the policy-token loss curve (the mean of
-    each `log_every` steps). context_weight: see token_losses."""
+    each `log_every` steps). context_weight: see token_losses. The model trains on `device` and is back on
+    the CPU when this returns."""
     if not examples:
         raise ValueError("no warm-start examples: the oracle wrote no trajectories (are there train questions?)")
     rng = random.Random(seed)
+    model.to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     warmup = max(1, int(warmup_fraction * steps))
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps, warmup))
@@ -102,7 +104,8 @@ def train_on_examples(model, examples: Sequence[Example], pad_id: int, *, steps:
     curve, window = [], []
     for step in range(1, steps + 1):
         batch = rng.sample(list(examples), min(batch_size, len(examples)))
-        loss, policy_loss = token_losses(model, *collate_examples(batch, pad_id), context_weight)
+        ids, mask, labels = (x.to(device) for x in collate_examples(batch, pad_id))
+        loss, policy_loss = token_losses(model, ids, mask, labels, context_weight)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -114,4 +117,5 @@ def train_on_examples(model, examples: Sequence[Example], pad_id: int, *, steps:
             window = []
             progress(step, steps, f"warm start: step {step}/{steps}, policy-token loss {curve[-1]['loss']:.3f}")
     model.eval()
+    model.to("cpu")
     return curve

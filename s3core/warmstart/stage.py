@@ -49,7 +49,7 @@ def warmstart_spec(cfg: RunConfig, models: Manifest | None, corpus: Sequence[Man
     from s3core.agent.inference import s3_run
 
     run = s3_run(cfg)
-    identity = {"warmstart": cfg.warmstart.model_dump(mode="json"), "retriever": name,
+    identity = {"warmstart": cfg.warmstart.model_dump(mode="json", exclude={"device"}), "retriever": name,
                 "limits": run.limits.__dict__, "max_new_tokens": run.max_new_tokens, "prompt": run.prompt,
                 "max_obs_tokens": cfg.ppo.max_obs_tokens, "max_context_tokens": cfg.ppo.max_context_tokens}
 
@@ -80,7 +80,7 @@ def build_warmstart(ctx: StageContext, cfg: RunConfig) -> StageResult:
     curve = train_on_examples(model, [example_from_rollout(r) for r in rollouts], tokenizer.pad_token_id,
                               steps=wcfg.steps, batch_size=wcfg.batch_size, lr=wcfg.lr,
                               warmup_fraction=wcfg.warmup_fraction, seed=wcfg.seed, log_every=wcfg.log_every,
-                              context_weight=wcfg.context_weight,
+                              context_weight=wcfg.context_weight, device=training_device(wcfg.device),
                               progress=lambda d, t, m: ctx.progress(d, t + 1, m))
     out = ctx.staging_dir()
     copy_model_set(models_dir, out)
@@ -90,6 +90,17 @@ def build_warmstart(ctx: StageContext, cfg: RunConfig) -> StageResult:
     ctx.progress(wcfg.steps + 1, wcfg.steps + 1, f"warm start done: final loss {curve[-1]['loss']:.3f}")
     return StageResult(stats={"trajectories": traces["trajectories"], "complete_share": traces["complete_share"],
                               "final_loss": curve[-1]["loss"], "model": f"tiny:{OUTPUT_NAME}"}, staging_dir=out)
+
+
+def training_device(setting: str) -> str:
+    """warmstart.device -> a torch device name; asking for cuda without a GPU is an error, not a silent CPU run."""
+    import torch
+
+    if setting == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ValueError("warmstart.device is cuda but torch sees no CUDA GPU here; set it to auto or cpu")
+    return setting
 
 
 def oracle_rollouts(ctx: StageContext, cfg: RunConfig, tokenizer) -> tuple[list, list]:
