@@ -12,7 +12,8 @@ question, and one noise-free trajectory per dev question, made by the real rollo
 s3 strategy, limits and prompt) and the config's `searcher` folder, whose tokenizer and model config the
 training mode starts from (random init, resized to --shape).
 
-Training uses the warm-start stage's own loss (s3core.warmstart.sft.token_losses). Every steps/5 it prints
+Export makes the trajectories with the stage's own `oracle_trajectories`, and training runs the stage's own
+loop (s3core.warmstart.sft.train_on_examples, with its loss `token_losses`). Every steps/5 it prints
 one JSON line with the mean loss, on dev and on 100 train trajectories, of each part of the policy's turns:
 the doc ids in `<important_info>`, the stop flag, and the query; and `query_first_acc`, the share of
 queries whose first token is the greedy prediction. In the oracle's queries that token starts the name of
@@ -25,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
 import shutil
 import sys
 import time
@@ -38,16 +38,14 @@ PARTS = {"<important_info>": "ids", "<search_complete>": "flag", "<query>": "que
 
 
 def export(out: Path, config: Path, passes: int, noise: float) -> None:
+    import torch
     from transformers import AutoTokenizer
 
-    from s3core.agent.inference import s3_run
-    from s3core.agent.rollout import RolloutEngine, retriever_search
-    from s3core.agent.sampling import SamplingSettings
     from s3core.config.loader import load_config
     from s3core.models.resolve import resolve_model_path
     from s3core.pipeline import open_store, prepare
     from s3core.reward.precompute import open_retriever_by_name
-    from s3core.warmstart.oracle import OraclePolicy, needs_by_question
+    from s3core.warmstart.stage import oracle_trajectories
 
     cfg = load_config(config)
     store = open_store(cfg)
@@ -56,24 +54,14 @@ def export(out: Path, config: Path, passes: int, noise: float) -> None:
                                              state.dense_index, state.bm25_index, state.tiny_models)
     searcher = resolve_model_path("tiny:searcher", store.local_dir(state.tiny_models))
     tokenizer = AutoTokenizer.from_pretrained(searcher)
-    run = s3_run(cfg)
     query_format = cfg.warmstart.query_format if cfg.warmstart else "text"
     data = {}
     for split, split_passes, split_noise in (("train", passes, noise), ("dev", 1, 0.0)):
         rows = [r for m in state.questions if m.stats.get("split") == split for r in store.read_table(m).to_pylist()]
-        needs = needs_by_question(rows, docs)
-        trajectories = []
-        for p in range(split_passes):
-            policy = OraclePolicy(tokenizer, needs, noise=split_noise, seed=p, max_selected=run.limits.max_selected,
-                                  query_format=query_format)
-            engine = RolloutEngine(policy, run.strategy_object(), retriever_search(retriever), docs,
-                                   SamplingSettings(run.max_new_tokens), cfg.ppo.max_obs_tokens, cfg.ppo.max_context_tokens)
-            trajectories += [(r.prompt_ids, r.response_ids, r.policy_mask)
-                             for r in engine.run([r["question"] for r in rows])]
-        data[split] = trajectories
-        print(f"{split}: {len(trajectories)} oracle trajectories of {len(rows)} questions", flush=True)
-    import torch
-
+        rollouts, _ = oracle_trajectories(cfg, tokenizer, rows, retriever, docs, passes=split_passes,
+                                          noise=split_noise, seed=0, query_format=query_format, source=f"{split} questions")
+        data[split] = [(r.prompt_ids, r.response_ids, r.policy_mask) for r in rollouts]
+        print(f"{split}: {len(rollouts)} oracle trajectories of {len(rows)} questions", flush=True)
     out.mkdir(parents=True, exist_ok=True)
     torch.save(data, out / "trajectories.pt")
     shutil.copytree(searcher, out / "searcher", dirs_exist_ok=True)
@@ -90,10 +78,11 @@ def part_labels(response_ids: list[int], policy_mask: list[int], tags: dict[int,
 
 def train(data_dir: Path, shape: str, context_weight: float, steps: int, batch_size: int, lr: float,
           device: str, seed: int) -> None:
+    """The warm-start stage's own training loop (train_on_examples), evaluated every steps/5."""
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from s3core.warmstart.sft import Example, collate_examples, token_losses, warmup_cosine
+    from s3core.warmstart.sft import IGNORE, Example, collate_examples, train_on_examples
 
     data = torch.load(data_dir / "trajectories.pt")
     tokenizer = AutoTokenizer.from_pretrained(data_dir / "searcher")
@@ -103,13 +92,13 @@ def train(data_dir: Path, shape: str, context_weight: float, steps: int, batch_s
     config.update({"hidden_size": hidden, "num_hidden_layers": layers, "intermediate_size": 3 * hidden,
                    "num_attention_heads": heads, "num_key_value_heads": heads, "layer_types": ["full_attention"] * layers})
     torch.manual_seed(seed)
-    model = Qwen2ForCausalLM(config).to(device)
+    model = Qwen2ForCausalLM(config)
     tags = {tokenizer.convert_tokens_to_ids(t): part for t, part in PARTS.items()}
     query_tag = tokenizer.convert_tokens_to_ids("<query>")
 
     def example(t) -> Example:
         prompt, response, mask = t
-        return Example(prompt + response, [-100] * len(prompt) + [x if m else -100 for x, m in zip(response, mask)])
+        return Example(prompt + response, [IGNORE] * len(prompt) + [x if m else IGNORE for x, m in zip(response, mask)])
 
     def evaluate(trajectories) -> dict:
         model.eval()
@@ -133,24 +122,18 @@ def train(data_dir: Path, shape: str, context_weight: float, steps: int, batch_s
         out["query_first_acc"] = round(sum(hits) / max(1, len(hits)), 3)
         return out
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    warmup = max(1, steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, steps, warmup))
-    rng, started = random.Random(seed), time.time()
-    model.train()
-    for step in range(1, steps + 1):
-        batch = collate_examples([example(t) for t in rng.sample(data["train"], batch_size)], tokenizer.pad_token_id)
-        loss, _ = token_losses(model, *(x.to(device) for x in batch), context_weight)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step % max(1, steps // 5) == 0 or step == steps:
-            print(json.dumps({"shape": shape, "context_weight": context_weight, "step": step,
-                              "seconds": round(time.time() - started), "dev": evaluate(data["dev"]),
-                              "train": evaluate(data["train"][:100])}), flush=True)
-    if math.isnan(loss.item()):
+    started = time.time()
+
+    def report(step: int, total: int, message: str) -> None:
+        print(json.dumps({"shape": shape, "context_weight": context_weight, "step": step,
+                          "seconds": round(time.time() - started), "dev": evaluate(data["dev"]),
+                          "train": evaluate(data["train"][:100])}), flush=True)
+
+    curve = train_on_examples(model, [example(t) for t in data["train"]], tokenizer.pad_token_id, steps=steps,
+                              batch_size=batch_size, lr=lr, warmup_fraction=0.05, seed=seed,
+                              log_every=max(1, steps // 5), context_weight=context_weight, device=device,
+                              progress=report)
+    if math.isnan(curve[-1]["loss"]):
         raise SystemExit("the loss is NaN: lower --lr")
 
 

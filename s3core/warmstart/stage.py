@@ -105,11 +105,7 @@ def training_device(setting: str) -> str:
 
 def oracle_rollouts(ctx: StageContext, cfg: RunConfig, tokenizer) -> tuple[list, list]:
     """`warmstart.passes` noisy oracle trajectories of every train question (pass p uses seed + p)."""
-    from s3core.agent.inference import s3_run
-    from s3core.agent.rollout import RolloutEngine, retriever_search
-    from s3core.agent.sampling import SamplingSettings
     from s3core.reward.precompute import open_retriever_by_name
-    from s3core.warmstart.oracle import OraclePolicy, needs_by_question
 
     store, wcfg = ctx.store, cfg.warmstart
     corpus = [m for key, m in sorted(ctx.inputs.items()) if key.startswith("corpus/")]
@@ -119,13 +115,25 @@ def oracle_rollouts(ctx: StageContext, cfg: RunConfig, tokenizer) -> tuple[list,
             for row in store.read_table(m).to_pylist()]
     if wcfg.max_questions is not None:
         rows = rows[:wcfg.max_questions]
-    needs = needs_by_question(rows, docs, "train questions")
+    return oracle_trajectories(cfg, tokenizer, rows, retriever, docs, passes=wcfg.passes, noise=wcfg.noise,
+                               seed=wcfg.seed, query_format=wcfg.query_format, source="train questions")
+
+
+def oracle_trajectories(cfg: RunConfig, tokenizer, rows: Sequence[dict], retriever, docs, *, passes: int,
+                        noise: float, seed: int, query_format: str, source: str = "questions") -> tuple[list, list]:
+    """(rollouts, (needs, docs) per rollout): `passes` oracle trajectories of each question row, pass p with
+    seed + p, through the real rollout engine with the config's s3 strategy, limits and token budgets."""
+    from s3core.agent.inference import s3_run
+    from s3core.agent.rollout import RolloutEngine, retriever_search
+    from s3core.agent.sampling import SamplingSettings
+    from s3core.warmstart.oracle import OraclePolicy, needs_by_question
+
+    needs = needs_by_question(rows, docs, source)
     run = s3_run(cfg)
     rollouts, questions = [], []
-    for p in range(wcfg.passes):
-        engine = RolloutEngine(OraclePolicy(tokenizer, needs, noise=wcfg.noise, seed=wcfg.seed + p,
-                                            max_selected=run.limits.max_selected,
-                                            query_format=wcfg.query_format),
+    for p in range(passes):
+        engine = RolloutEngine(OraclePolicy(tokenizer, needs, noise=noise, seed=seed + p,
+                                            max_selected=run.limits.max_selected, query_format=query_format),
                                run.strategy_object(), retriever_search(retriever), docs,
                                SamplingSettings(run.max_new_tokens), cfg.ppo.max_obs_tokens, cfg.ppo.max_context_tokens)
         rollouts += engine.run([r["question"] for r in rows])
