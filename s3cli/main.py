@@ -5,6 +5,7 @@
     s3agent stage corpus --config ...             one stage alone, without Prefect
     s3agent config check configs/*.yaml           validate config files
     s3agent store ls / verify --config ...        list or verify (hashes, schema) the stored artifacts
+    s3agent store pack warmstart --out DIR ...    copy what a stage needs, to run it on another machine
     s3agent serve retriever --config ...          the /retrieve API over the config's indexes (127.0.0.1)
     s3agent world --out DIR                       write a tiny world to a folder
 """
@@ -232,6 +233,32 @@ def store_verify(config: ConfigOpt = Path("configs/tiny.yaml")) -> None:
             bad += 1
             typer.echo(f"CORRUPT  {err}", err=True)
     raise typer.Exit(1 if bad else 0)
+
+
+@store_app.command("pack")
+def store_pack(
+    name: Annotated[str, typer.Argument(help=f"the stage to run elsewhere: one of {', '.join(STAGES)}")],
+    out: Annotated[Path, typer.Option(help="folder to write the artifacts into, laid out as a store root")],
+    config: ConfigOpt = Path("configs/tiny.yaml"),
+) -> None:
+    """Copy the finished artifacts a stage needs into OUT, to run that stage on a machine without this store.
+
+    There: use OUT as the checkout's store root (`artifacts/` for the shipped configs), run `s3agent stage NAME`,
+    then copy `artifacts/<stage>/<key>` back into this store and check it with `s3agent store verify`.
+    """
+    from s3core.pipeline import pack_inputs
+
+    if name not in STAGES:
+        typer.echo(f"unknown stage {name!r}; choose one of {', '.join(STAGES)}", err=True)
+        raise typer.Exit(2)
+    try:
+        packed = pack_inputs(_load(config), STAGE_ARTIFACTS[name][0], out)
+    except ValueError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(1) from None
+    for manifest in packed:
+        typer.echo(f"packed   {manifest.stage} [{manifest.key}]")
+    typer.echo(f"{len(packed)} artifacts in {out}")
 
 
 @app.command()

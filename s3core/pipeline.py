@@ -267,3 +267,41 @@ def finished_pipeline(cfg: RunConfig) -> PipelineState | None:
     """All manifests of the pipeline if every stage is already complete, else None. Runs nothing."""
     store = open_store(cfg)
     return walk_pipeline(cfg, lambda spec: spec.completed(store))
+
+
+def pack_inputs(cfg: RunConfig, stage: str, out_root: Path) -> list[Manifest]:
+    """Copy every finished artifact that `stage` needs (each stage before it in the pipeline) from the config's
+    store into `out_root`, laid out as a store root; returns their manifests.
+
+    For a machine that cannot reach the store: put `out_root` there as that checkout's store root, run the stage
+    there (`s3agent stage ...`), and copy `<root>/<stage>/<key>` back. Keys depend only on configs, code and
+    inputs' content hashes, so the stage finds its inputs there and its artifact has the key it has here.
+    Each artifact is copied to a temporary name and renamed when complete. Raises ValueError naming the first
+    stage that has not run yet.
+    """
+    import shutil
+
+    if stage not in STAGE_ORDER:
+        raise ValueError(f"unknown stage {stage!r}: choose one of {', '.join(STAGE_ORDER)}")
+    store, last = open_store(cfg), STAGE_ORDER.index(stage)
+    packed: list[Manifest] = []
+
+    def copy_finished(spec: StageSpec) -> Manifest | None:
+        if STAGE_ORDER.index(spec.stage) >= last:
+            return None  # the stage itself and everything after it stay behind
+        manifest = spec.completed(store)
+        if manifest is None:
+            raise ValueError(f"stage {spec.stage} [{spec.key}] of '{cfg.name}' has not run in {store.root_uri}, so "
+                             f"there is nothing to pack for it: run the stages before {stage} first")
+        target = out_root / spec.stage / spec.key
+        if not (target / "manifest.json").exists():
+            partial = target.with_name(f".{spec.key}.partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            store.fs.get(store.artifact_path(spec.stage, spec.key) + "/", str(partial) + "/", recursive=True)
+            shutil.rmtree(target, ignore_errors=True)
+            partial.rename(target)
+        packed.append(manifest)
+        return manifest
+
+    walk_pipeline(cfg, copy_finished, partial=True)
+    return packed

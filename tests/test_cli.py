@@ -44,3 +44,31 @@ def test_stage_ls_and_verify(tmp_path, shared_data):
 def test_unknown_stage_is_refused(repo_root):
     result = runner.invoke(app, ["stage", "indexx", "--config", str(repo_root / "configs" / "tiny.yaml")])
     assert result.exit_code == 2 and "unknown stage 'indexx'" in result.output
+
+
+def test_store_pack_copies_what_a_stage_needs_into_a_store_that_finds_it(tmp_path, shared_data):
+    def config(root: Path) -> Path:
+        path = root.parent / f"{root.name}.yaml"
+        path.write_text(yaml.safe_dump({
+            "name": "pack", "store": {"root": str(root)},
+            "corpus": {"parts": [{"name": "w", "source": {"kind": "file", "path": str(shared_data / "wiki18-sample.jsonl")}}]},
+            "questions": {"sets": [{"name": "nq", "split": "test", "source": {"kind": "file", "path": str(shared_data / "nq-sample.jsonl")}}]},
+        }))
+        return path
+
+    here, there = config(tmp_path / "store"), config(tmp_path / "packed")
+    assert runner.invoke(app, ["stage", "corpus", "--config", str(here)]).exit_code == 0
+    missing = runner.invoke(app, ["store", "pack", "index", "--out", str(tmp_path / "packed"), "--config", str(here)])
+    assert missing.exit_code == 1 and "stage questions" in missing.output
+
+    assert runner.invoke(app, ["stage", "questions", "--config", str(here)]).exit_code == 0
+    packed = runner.invoke(app, ["store", "pack", "index", "--out", str(tmp_path / "packed"), "--config", str(here)])
+    assert packed.exit_code == 0 and "2 artifacts" in packed.output
+    assert not list((tmp_path / "packed").rglob("*.partial"))
+    # the packed folder is a store in which both stages are found under their keys, with intact files
+    manifests = {p: p.read_text() for p in (tmp_path / "packed").rglob("manifest.json")}
+    rerun = runner.invoke(app, ["stage", "questions", "--config", str(there)])
+    assert rerun.exit_code == 0 and "17 rows" in rerun.output
+    assert {p: p.read_text() for p in (tmp_path / "packed").rglob("manifest.json")} == manifests  # found, not rebuilt
+    assert runner.invoke(app, ["store", "verify", "--config", str(there)]).exit_code == 0
+    assert {p.parent.parent.name for p in (tmp_path / "packed").rglob("manifest.json")} == {"corpus", "questions"}
