@@ -103,23 +103,35 @@ def train(data_dir: Path, shape: str, context_weight: float, steps: int, batch_s
     def evaluate(trajectories) -> dict:
         model.eval()
         nll: dict[str, list[float]] = {}
-        hits = []
+        hits, spans = [], []  # query first-token hits; (after a query?, all tokens right) per <important_info> span
         with torch.no_grad():
             for start in range(0, len(trajectories), 16):
                 chunk = trajectories[start:start + 16]
                 ids, mask, _ = (x.to(device) for x in collate_examples([example(t) for t in chunk], tokenizer.pad_token_id))
                 logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)  # [B, T, V]
                 for row, (prompt, response, policy) in enumerate(chunk):
+                    previous, searched = None, False
                     for j, part in enumerate(part_labels(response, policy, tags)):
                         if part is None or part == "other":
+                            previous = part
                             continue
                         at = len(prompt) + j  # token index; predicted at at - 1
                         nll.setdefault(part, []).append(-logp[row, at - 1, ids[row, at]].item())
+                        right = int(logp[row, at - 1].argmax().item() == ids[row, at].item())
+                        searched |= part == "query"
+                        if part == "ids":
+                            if previous != "ids":
+                                spans.append([searched, 1])
+                            spans[-1][1] &= right
+                        previous = part
                         if j > 0 and response[j - 1] == query_tag:
                             hits.append(int(logp[row, at - 1].argmax().item() == ids[row, at].item()))
         model.train()
         out = {part: round(sum(v) / len(v), 3) for part, v in sorted(nll.items())}
         out["query_first_acc"] = round(sum(hits) / max(1, len(hits)), 3)
+        for name, after in (("ids_exact_first", False), ("ids_exact_after_query", True)):
+            chosen = [right for searched, right in spans if searched == after]
+            out[name] = round(sum(chosen) / max(1, len(chosen)), 3)
         return out
 
     started = time.time()
