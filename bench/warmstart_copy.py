@@ -19,6 +19,10 @@ the doc ids in `<important_info>`, the stop flag, and the query; and `query_firs
 queries whose first token is the greedy prediction. In the oracle's queries that token starts the name of
 the entity to search, which the model can only get right by reading it from a passage (or the question),
 so it measures copying. A train/dev gap there is memorisation of the train questions' names.
+`ids_exact_first` and `ids_exact_after_query` are the shares of `<important_info>` spans (before any query, and
+after one) whose every token is the greedy prediction: picking the supporting passage. After a search the
+candidates are several passages about the same entity, so only reading them against the question tells which
+one to keep.
 """
 
 from __future__ import annotations
