@@ -41,6 +41,9 @@ def _base(**extra):
     [
         (_base(ppo={"train_batch_size": 120, "mini_batch_size": 7}), r"ppo: mini_batch_size \(7\) must divide .* such as 6"),
         (_base(ppo={"learning_rate": 1}), r"ppo\.learning_rate: unknown field"),
+        (_base(ppo={"estimator": "grpo"}), r"ppo: estimator: grpo .* set ppo\.samples_per_question to 2 or more"),
+        (_base(ppo={"train_batch_size": 10, "mini_batch_size": 4, "samples_per_question": 3}),
+         r"train_batch_size x samples_per_question \(30\): .* such as 3"),
         (_base(corpus={"parts": [{"name": "w", "source": {"kind": "url", "url": "ftp://x"}}]}), r"must start with http"),
         (_base(corpus={"parts": [{"name": "w", "source": {"kind": "url", "url": "http://x", "sha256": "abc"}}]}), r"64 hex digits"),
         ({"name": "t", "world": {}, "searcher": {"model": "tiny:searcher"}}, r"no `tiny_models:` section"),

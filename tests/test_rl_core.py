@@ -108,6 +108,17 @@ def test_grpo_advantages_are_group_relative():
     assert scaled[0, 0] == pytest.approx((2 / 3) / (torch.tensor([1.0, 0, 0]).std() + 1e-6))
 
 
+def test_the_trainer_samples_each_question_in_its_own_group():
+    from s3core.rl.trainer import repeat_for_groups
+
+    questions, group = repeat_for_groups([{"question": "a"}, {"question": "b"}], 3)
+    assert [q["question"] for q in questions] == ["a", "a", "a", "b", "b", "b"] and group == [0, 0, 0, 1, 1, 1]
+    # collated with those groups, GRPO's advantages compare a question's samples with each other only
+    scores = torch.tensor([1.0, 0.0, 0.0, 1.0, 1.0, 1.0])
+    adv = core.grpo_advantages(scores, torch.tensor(group), torch.ones(6, 1), scale=False)
+    assert adv[:, 0].tolist() == pytest.approx([2 / 3, -1 / 3, -1 / 3, 0, 0, 0])
+
+
 def test_logprobs_and_entropy():
     logits = torch.randn(2, 3, 5)
     tokens = torch.randint(0, 5, (2, 3))

@@ -371,7 +371,10 @@ class PPOConfig(_Section):
     gamma: float = Field(default=1.0, ge=0, le=1)
     lam: float = Field(default=1.0, ge=0, le=1)
     train_batch_size: int = Field(default=120, gt=0, description="prompts per PPO step")
-    mini_batch_size: int = Field(default=30, gt=0)
+    mini_batch_size: int = Field(default=30, gt=0, description="trajectories per update (train_batch_size x samples_per_question per step)")
+    samples_per_question: int = Field(
+        default=1, ge=1, description="trajectories sampled per question each step; GRPO's baseline is the mean of "
+        "a question's samples, so estimator: grpo needs 2 or more")
     ppo_epochs: int = Field(default=1, gt=0)
     actor_lr: float = Field(default=1e-6, gt=0)
     critic_lr: float = Field(default=1e-5, gt=0)
@@ -397,12 +400,23 @@ class PPOConfig(_Section):
 
     @model_validator(mode="after")
     def _whole_mini_batches(self) -> PPOConfig:
-        if self.train_batch_size % self.mini_batch_size:
+        rows = self.train_batch_size * self.samples_per_question
+        if rows % self.mini_batch_size:
             raise ValueError(
-                f"mini_batch_size ({self.mini_batch_size}) must divide train_batch_size ({self.train_batch_size}): "
-                f"set mini_batch_size to a divisor such as {_a_divisor(self.train_batch_size, self.mini_batch_size)}"
+                f"mini_batch_size ({self.mini_batch_size}) must divide the trajectories of a step, train_batch_size x "
+                f"samples_per_question ({rows}): set mini_batch_size to a divisor such as "
+                f"{_a_divisor(rows, self.mini_batch_size)}"
             )
+        if self.estimator == "grpo" and self.samples_per_question < 2:
+            raise ValueError(
+                "estimator: grpo compares each trajectory with the other samples of its question, and "
+                "samples_per_question is 1, so every advantage would be 0: set ppo.samples_per_question to 2 or "
+                "more (5 is common), or use estimator: gae")
         return self
+
+    @property
+    def trajectories_per_step(self) -> int:
+        return self.train_batch_size * self.samples_per_question
 
 
 def _a_divisor(total: int, near: int) -> int:

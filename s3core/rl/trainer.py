@@ -105,6 +105,11 @@ def batch_questions(data: TrainingData, cursor: int, size: int, seed: int) -> li
     return rows
 
 
+def repeat_for_groups(questions: list[dict[str, Any]], samples: int) -> tuple[list[dict[str, Any]], list[int]]:
+    """Each question `samples` times in a row, and each copy's group (its question's index): GRPO's groups."""
+    return [q for q in questions for _ in range(samples)], [i for i in range(len(questions)) for _ in range(samples)]
+
+
 def rng_state() -> dict[str, Any]:
     return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
 
@@ -143,7 +148,7 @@ class SearcherTrainer:
 
     @property
     def updates_per_step(self) -> int:
-        return self.ppo.ppo_epochs * (self.ppo.train_batch_size // self.ppo.mini_batch_size)
+        return self.ppo.ppo_epochs * (self.ppo.trajectories_per_step // self.ppo.mini_batch_size)
 
     # -- phases ------------------------------------------------------------------------------------------
     def rollout(self, questions: list[dict[str, Any]], step: int):
@@ -174,13 +179,14 @@ class SearcherTrainer:
     def step(self, step: int) -> dict[str, float]:
         everyone = batch_questions(self.data, self.state.cursor, self.ppo.train_batch_size, self.cfg.seed)
         rank, world = rank_and_world()
-        questions = everyone[rank::world]  # data parallel: each rank rolls out and learns from its share
+        # data parallel: each rank rolls out and learns from its share, every question samples_per_question times
+        questions, group = repeat_for_groups(everyone[rank::world], self.ppo.samples_per_question)
         t0 = time.perf_counter()
         rollouts = self.rollout(questions, step)
         t1 = time.perf_counter()
         rewards, outcomes = self.score(questions, rollouts)
         t2 = time.perf_counter()
-        batch = collate(rollouts, rewards, self.tokenizer.pad_token_id)
+        batch = collate(rollouts, rewards, self.tokenizer.pad_token_id, group=group)
         metrics = self.learner.update(batch, seed=self.cfg.seed * 100_003 + step)
         t3 = time.perf_counter()
         self.state.cursor += len(everyone)
