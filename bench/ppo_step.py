@@ -91,7 +91,11 @@ def main() -> None:
     n_params = sum(p.numel() for p in model.parameters())
     mini = args.mini_batch or max(1, args.batch // 4)
     gpu = args.device.startswith("cuda")
-    ppo = PPOConfig(estimator=args.estimator, train_batch_size=args.batch, mini_batch_size=mini, zero_stage=args.zero_stage, offload=args.offload,
+    samples = 2 if args.estimator == "grpo" else 1  # GRPO needs groups; the batch is args.batch trajectories either way
+    if args.batch % samples:
+        raise SystemExit(f"--batch must be even with --estimator grpo (got {args.batch})")
+    ppo = PPOConfig(estimator=args.estimator, train_batch_size=args.batch // samples, samples_per_question=samples,
+                    mini_batch_size=mini, zero_stage=args.zero_stage, offload=args.offload,
                     bf16=gpu, gradient_checkpointing=True, total_steps=args.steps + 1)
     started = time.perf_counter()
     learner = PPOLearner(model, ppo, total_updates=(args.steps + 1) * (args.batch // mini), temperature=ppo.temperature)

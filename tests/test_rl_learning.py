@@ -47,7 +47,8 @@ def _run(policy_dir, estimator: str, group_size: int) -> tuple[list[float], bool
     tokenizer = AutoTokenizer.from_pretrained(policy_dir)
     model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32)
     before = [p.detach().clone() for p in model.parameters()]
-    ppo = PPOConfig(estimator=estimator, train_batch_size=32, mini_batch_size=16, actor_lr=6e-3, critic_lr=6e-3,
+    ppo = PPOConfig(estimator=estimator, train_batch_size=32 // group_size, samples_per_question=group_size,
+                    mini_batch_size=16, actor_lr=6e-3, critic_lr=6e-3,
                     kl_coef=0.0, entropy_coef=0.0, warmup_ratio=0.0, zero_stage=2, bf16=False,
                     gradient_checkpointing=False, total_steps=MAX_STEPS, save_every=MAX_STEPS)
     learner = PPOLearner(model, ppo, total_updates=MAX_STEPS * 2, temperature=1.0)
@@ -57,7 +58,7 @@ def _run(policy_dir, estimator: str, group_size: int) -> tuple[list[float], bool
     rewards = []
     for step in range(MAX_STEPS):
         settings = SamplingSettings(max_new_tokens=RESPONSE_TOKENS, temperature=1.0, top_p=1.0, seed=step)
-        outputs = policy.continue_sequences([prompt] * ppo.train_batch_size, settings)
+        outputs = policy.continue_sequences([prompt] * ppo.trajectories_per_step, settings)
         rollouts = [Rollout(TrajectoryRecord("toy"), prompt, list(o.tokens), [1] * len(o.tokens), list(o.logprobs))
                     for o in outputs]
         scores = [sum(t in target for t in o.tokens) / RESPONSE_TOKENS for o in outputs]
