@@ -46,6 +46,7 @@ from s3core.retrieval.stages import (
 from s3core.reward.precompute import naive_rag_spec, training_pool_spec
 from s3core.rl.stage import train_spec
 from s3core.store import ArtifactStore, Manifest, StageContext, StageResult, StageSpec
+from s3core.store.manifest import MANIFEST_NAME
 from s3core.store.stage import ProgressReporter, log_progress
 from s3core.warmstart.stage import warmstart_spec
 
@@ -294,7 +295,7 @@ def pack_inputs(cfg: RunConfig, stage: str, out_root: Path) -> list[Manifest]:
             raise ValueError(f"stage {spec.stage} [{spec.key}] of '{cfg.name}' has not run in {store.root_uri}, so "
                              f"there is nothing to pack for it: run the stages before {stage} first")
         target = out_root / spec.stage / spec.key
-        if not (target / "manifest.json").exists():
+        if not (target / MANIFEST_NAME).exists():
             partial = target.with_name(f".{spec.key}.partial")
             shutil.rmtree(partial, ignore_errors=True)
             store.fs.get(store.artifact_path(spec.stage, spec.key) + "/", str(partial) + "/", recursive=True)
