@@ -65,9 +65,9 @@ def main() -> None:
     from s3core.config import load_config
     from s3core.pipeline import open_store, prepare
     from s3core.reader.extractive import ExtractiveReader
-    from s3core.reader.training import context_text, reader_questions
+    from s3core.reader.stage import reader_hits
+    from s3core.reader.training import reader_questions
     from s3core.reward.precompute import open_retriever_by_name
-    from s3core.reward.span import span_check
     from s3core.warmstart.oracle import OraclePolicy, needs_by_question
 
     cfg = load_config(args.config)
@@ -80,7 +80,8 @@ def main() -> None:
     if not split:
         raise SystemExit(f"{args.config} has no QA set with split: {args.split}")
     rows = [r for m in split for r in store.read_table(m).to_pylist()][:args.limit]
-    types = {q.question: q.qtype for q in reader_questions(rows, docs, args.split)}
+    scored = reader_questions(rows, docs, args.split)  # the same order as rows
+    types = {q.question: q.qtype for q in scored}
     needs = needs_by_question(rows, docs, args.split)
     run = s3_run(cfg)
     reader = ExtractiveReader(str(models / "reader"), max_length=cfg.reader.max_length if cfg.reader else 384)
@@ -100,15 +101,15 @@ def main() -> None:
         start = time.time()
         rollouts = engine.run(questions)
         contexts = [structured_context(r.record, docs)[0] for r in rollouts]
-        answers = reader.answer(questions, [context_text(docs, c, q) for c, q in zip(contexts, questions)])
+        hits = reader_hits(reader, scored, docs, contexts)
         stats: dict[str, Counter] = defaultdict(Counter)
-        for row, rollout, context, answer in zip(rows, rollouts, contexts, answers):
+        for row, rollout, context, hit in zip(rows, rollouts, contexts, hits):
             need = needs[row["question"]].passages
             queries = [q.strip() for q in rollout.record.queries]
             for key in ("all", types[row["question"]]):
                 s = stats[key]
                 s["n"] += 1
-                s["genacc"] += span_check(answer, row["golden_answers"])
+                s["genacc"] += hit
                 s["searched"] += bool(queries)
                 s["query=title"] += any(q in {title for title, _ in need} for q in queries)
                 s["complete"] += set(need) <= {(docs.title(x), docs.text(x)) for x in context}

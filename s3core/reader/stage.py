@@ -102,20 +102,25 @@ def copy_model_set(models_dir, out) -> None:
 def measure_reader(model_dir: str, questions, docs, naive_rows: Sequence[Sequence[int]], max_length: int) -> dict[str, Any]:
     """GenAcc (span_check) of the reader on `questions` with the gold passages, the naive rows, and nothing."""
     from s3core.reader.extractive import ExtractiveReader
-    from s3core.reader.training import context_text
-    from s3core.reward.span import span_check
 
     reader = ExtractiveReader(model_dir, max_length=max_length)
     rows_by_condition = {"gold": [q.supporting_rows for q in questions], "naive": list(naive_rows),
                          "none": [[] for _ in questions]}
-    hits: dict[str, list[bool]] = {}
-    for condition, rows in rows_by_condition.items():
-        contexts = [context_text(docs, r, q.question) for q, r in zip(questions, rows)]
-        answers = reader.answer([q.question for q in questions], contexts)
-        hits[condition] = [span_check(a, q.golden_answers) for a, q in zip(answers, questions)]
+    hits = {condition: reader_hits(reader, questions, docs, rows) for condition, rows in rows_by_condition.items()}
     types = sorted({q.qtype for q in questions})
     by_type = {t: {c: _mean([h for h, q in zip(hits[c], questions) if q.qtype == t]) for c in CONDITIONS} for t in types}
     return {"questions": len(questions), "genacc": {c: _mean(hits[c]) for c in CONDITIONS}, "by_type": by_type}
+
+
+def reader_hits(reader, questions, docs, rows: Sequence[Sequence[int]]) -> list[bool]:
+    """Per question, whether the reader's answer from those passage rows (as the generator would see them) passes
+    span_check against the gold answers."""
+    from s3core.reader.training import context_text
+    from s3core.reward.span import span_check
+
+    contexts = [context_text(docs, r, q.question) for q, r in zip(questions, rows)]
+    answers = reader.answer([q.question for q in questions], contexts)
+    return [span_check(a, q.golden_answers) for a, q in zip(answers, questions)]
 
 
 def _mean(values: Sequence[bool]) -> float:
