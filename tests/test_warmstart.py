@@ -41,6 +41,20 @@ def test_the_oracle_reads_blocks_and_what_was_kept():
                                             '</search_complete><query>{"query": "C"}</query>')
 
 
+def test_an_under_searching_oracle_stops_after_the_first_hop():
+    needs = Needs((("B", "b text."), ("C", "c text.")))
+    first_turn = TRAJECTORY.split("<important_info>")[0]
+    always = OraclePolicy(tokenizer=None, needs={"Who?": needs}, under_search=1.0)
+    assert always.turn_text(first_turn) == "<important_info>[2]</important_info><search_complete>True</search_complete>"
+    nothing_kept = "Question: Who?\n<information>\nDoc 1 (Title: A) a text.\n</information>\n"
+    assert always.turn_text(nothing_kept).endswith('<query>{"query": "B"}</query>')  # stops only once it has one
+    half = OraclePolicy(tokenizer=None, needs={"Who?": needs}, under_search=0.5, seed=3)
+    stops = sum(half.turn_text(first_turn).endswith("True</search_complete>") for _ in range(400))
+    assert 160 < stops < 240
+    with pytest.raises(ValueError, match="under_search"):
+        OraclePolicy(tokenizer=None, needs={}, under_search=1.5)
+
+
 def test_text_queries_keep_the_name_tokens_of_the_passages(tiny_indexes):
     from transformers import AutoTokenizer
 

@@ -322,6 +322,12 @@ class WarmStartConfig(_Section):
     noise: float = Field(default=0.25, ge=0, le=1,
                          description="share of oracle turns that are a stated mistake (re-search the question, keep "
                          "nothing, stop early): the room RL has to improve on the warm start")
+    under_search: float = Field(
+        default=0.0, ge=0, le=1,
+        description="probability that the oracle stops once it has kept one supporting passage although the "
+        "question needs another; above 0.5 the greedy warm start under-searches two-hop and comparison questions "
+        "and RL has to learn the further search (noise mistakes are each a minority choice, which greedy decoding "
+        "never makes)")
     passes: int = Field(default=2, gt=0, description="oracle trajectories per train question (each pass its own noise draw)")
     max_questions: int | None = Field(default=None, gt=0, description="use only the first N train questions (null = all)")
     query_format: Literal["json", "text"] = Field(

@@ -11,6 +11,12 @@ text. It knows each question's supporting passages (the tiny world's `metadata.s
 Queries are written as JSON or as plain text (`query_format`, see QUERY_FORMATS).
 With probability `noise` a turn is a plausible mistake instead (search the question again, keep nothing,
 or stop early), so the fine-tuned searcher is good but not perfect and RL has something to improve.
+Those mistakes are each a minority choice at their turn, so a warm-started searcher decoded greedily (as at
+inference) makes none of them: they give RL exploration, not a gap at evaluation (docs/RESULTS.md 6.4).
+`under_search` is a systematic flaw instead: with that probability the oracle stops as soon as it has kept
+one supporting passage, although the question needs another (the second hop of a two-hop question, the
+other entity of a comparison). Above 0.5 the greedy warm start stops after one hop, as an instruct model
+that trusts its first useful result would, and RL has to learn that a further search pays.
 
 The oracle reads the trajectory as text: the question from the prompt's `Question:` line and the latest
 block's passages by their `Doc i (Title: T) text` lines, matched to the supporting passages by title and
@@ -80,10 +86,12 @@ class OraclePolicy:
     """A `Policy` that writes the oracle's turns; tokens come from the real searcher tokenizer."""
 
     def __init__(self, tokenizer, needs: Mapping[str, Needs], noise: float = 0.0, seed: int = 0,
-                 max_selected: int = 3, query_format: str = "json"):
+                 max_selected: int = 3, query_format: str = "json", under_search: float = 0.0):
         if query_format not in QUERY_FORMATS:
             raise ValueError(f"query_format must be one of {QUERY_FORMATS} (got {query_format!r})")
-        self.tokenizer, self.needs, self.noise = tokenizer, needs, noise
+        if not 0.0 <= under_search <= 1.0:
+            raise ValueError(f"under_search is a probability in [0, 1] (got {under_search!r})")
+        self.tokenizer, self.needs, self.noise, self.under_search = tokenizer, needs, noise, under_search
         self.rng, self.max_selected, self.query_format = random.Random(seed), max_selected, query_format
 
     def turn_text(self, trajectory: str) -> str:
@@ -106,7 +114,14 @@ class OraclePolicy:
                 return self._turn(useful, done=True)
         if not missing:
             return self._turn(useful, done=True)
+        if self.stops_short(len(missing) < len(needs.passages)):
+            return self._turn(useful, done=True)
         return self._turn(useful, done=False, query=missing[0][0])
+
+    def stops_short(self, kept_any: bool) -> bool:
+        """Whether this turn ends the search with a supporting passage still missing (`under_search`); the
+        draw is made only when it can apply, so under_search = 0 leaves the noise draws as they were."""
+        return kept_any and self.under_search > 0 and self.rng.random() < self.under_search
 
     def _turn(self, useful: Sequence[int], done: bool, query: str | None = None) -> str:
         text = f"<important_info>{json.dumps(list(useful))}</important_info>"

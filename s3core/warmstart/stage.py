@@ -116,11 +116,13 @@ def oracle_rollouts(ctx: StageContext, cfg: RunConfig, tokenizer) -> tuple[list,
     if wcfg.max_questions is not None:
         rows = rows[:wcfg.max_questions]
     return oracle_trajectories(cfg, tokenizer, rows, retriever, docs, passes=wcfg.passes, noise=wcfg.noise,
-                               seed=wcfg.seed, query_format=wcfg.query_format, source="train questions")
+                               seed=wcfg.seed, query_format=wcfg.query_format, source="train questions",
+                               under_search=wcfg.under_search)
 
 
 def oracle_trajectories(cfg: RunConfig, tokenizer, rows: Sequence[dict], retriever, docs, *, passes: int,
-                        noise: float, seed: int, query_format: str, source: str = "questions") -> tuple[list, list]:
+                        noise: float, seed: int, query_format: str, source: str = "questions",
+                        under_search: float = 0.0) -> tuple[list, list]:
     """(rollouts, (needs, docs) per rollout): `passes` oracle trajectories of each question row, pass p with
     seed + p, through the real rollout engine with the config's s3 strategy, limits and token budgets."""
     from s3core.agent.inference import s3_run
@@ -133,7 +135,8 @@ def oracle_trajectories(cfg: RunConfig, tokenizer, rows: Sequence[dict], retriev
     rollouts, questions = [], []
     for p in range(passes):
         engine = RolloutEngine(OraclePolicy(tokenizer, needs, noise=noise, seed=seed + p,
-                                            max_selected=run.limits.max_selected, query_format=query_format),
+                                            max_selected=run.limits.max_selected, query_format=query_format,
+                                            under_search=under_search),
                                run.strategy_object(), retriever_search(retriever), docs,
                                SamplingSettings(run.max_new_tokens), cfg.ppo.max_obs_tokens, cfg.ppo.max_context_tokens)
         rollouts += engine.run([r["question"] for r in rows])
