@@ -98,6 +98,24 @@ def experiment(
     typer.echo(f"\nexperiment finished in {time.perf_counter() - start:.1f} s: {path}")
 
 
+@app.command("experiment-merge")
+def experiment_merge(
+    results: Annotated[list[Path], typer.Argument(help="results.json files of `s3agent experiment` runs, one or more seeds each")],
+    out: Annotated[Path, typer.Option(help="folder for the merged results.md, results.json and plots")] = Path("docs/results"),
+    title: Annotated[str, typer.Option(help="the report's title")] = "Seeded experiment",
+    notes: Annotated[str, typer.Option(help="a paragraph appended to results.md (where the seeds ran, what differs)")] = "",
+) -> None:
+    """Merge seeds that ran apart (other machines or store roots) into one report with mean ± spread."""
+    from s3core.evaluation.experiment import merge_experiments
+
+    try:
+        path = merge_experiments(results, out, title, notes)
+    except ValueError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"merged {len(results)} result file(s): {path}")
+
+
 @app.command()
 def prepare(config: ConfigOpt = Path("configs/tiny.yaml")) -> None:
     """Run the s3-prepare flow: corpus and QA ingest (and the tiny world)."""

@@ -9,6 +9,7 @@ import pytest
 from s3core.evaluation.experiment import (
     gain_rows,
     mean_and_spread,
+    merge_experiments,
     question_types,
     seed_result,
     seeded_config,
@@ -59,6 +60,23 @@ def test_the_experiment_writes_markdown_json_and_two_pngs(tmp_path):
     data = json.loads((tmp_path / "results.json").read_text())
     assert [s["seed"] for s in data["seeds"]] == [1, 2]
     assert not list(tmp_path.glob("*.tmp*"))
+
+
+def test_seeds_run_apart_merge_into_the_report_of_one_run(tmp_path):
+    together = write_experiment(tmp_path / "together", "t", [_seed(1, [True, False, True, True]), _seed(2, [True, True, True, True])],
+                                ["rag", "s3@step-4"], "s3@step-4", ["rag"])
+    for seed, hits in ((2, [True, True, True, True]), (1, [True, False, True, True])):
+        write_experiment(tmp_path / f"seed{seed}", "t", [_seed(seed, hits)], ["rag", "s3@step-4"], "s3@step-4", ["rag"])
+    merged = merge_experiments([tmp_path / "seed2" / "results.json", tmp_path / "seed1" / "results.json"],
+                               tmp_path / "merged", "t")
+    assert json.loads((tmp_path / "merged" / "results.json").read_text()) == json.loads(
+        (tmp_path / "together" / "results.json").read_text())
+    assert merged.read_text() == together.read_text()
+    with pytest.raises(ValueError, match="repeat a seed"):
+        merge_experiments([tmp_path / "seed1" / "results.json"] * 2, tmp_path / "bad", "t")
+    (tmp_path / "junk.json").write_text("{}")
+    with pytest.raises(ValueError, match="junk.json: not a results.json"):
+        merge_experiments([tmp_path / "junk.json"], tmp_path / "bad", "t")
 
 
 def test_question_types_come_from_metadata_json_or_default_to_all():

@@ -248,6 +248,39 @@ def result_from_store(seed: int, cfg: RunConfig, state) -> SeedResult:
     return seed_result(seed, scores, question_types(questions), metrics)
 
 
+def load_seed_results(path: Path) -> list[SeedResult]:
+    """The SeedResults of a results.json that write_experiment wrote (one seed or several)."""
+    try:
+        data = json.loads(Path(path).read_text())
+        return [SeedResult(**{**row, "reward_curve": [tuple(p) for p in row.get("reward_curve", [])]})
+                for row in data["seeds"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a results.json written by `s3agent experiment` ({exc})") from exc
+
+
+def merge_experiments(paths: Sequence[Path], out_dir: Path, title: str, notes: str = "") -> Path:
+    """One report from seeds run apart (other machines, other store roots): results.json files in, the same
+    results.md, results.json and plots as run_experiment out. Seeds must differ and share every run."""
+    results = [r for path in paths for r in load_seed_results(path)]
+    seeds = [r.seed for r in results]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"the results to merge repeat a seed ({sorted(seeds)}): give each seed once")
+    runs = list(dict.fromkeys(run for r in results for run in r.genacc))
+    lacking = {r.seed: sorted(set(runs) - set(r.genacc)) for r in results if set(runs) - set(r.genacc)}
+    if lacking:
+        raise ValueError(f"seeds lack runs that others have ({lacking}): merge results of the same config")
+    return _write_report(out_dir, title, sorted(results, key=lambda r: r.seed), runs, notes)
+
+
+def _write_report(out_dir: Path, title: str, results: Sequence[SeedResult], runs: Sequence[str], notes: str = "") -> Path:
+    """The trained run last (its newest checkpoint), gains of it over every other run."""
+    trained = [run for run in runs if run.startswith("s3@")]
+    if not trained:
+        raise ValueError(f"the experiment's runs {list(runs)} have no trained searcher (s3@step-N): does the config train?")
+    runs = [run for run in runs if run not in trained] + trained[-1:]
+    return write_experiment(out_dir, title, results, runs, trained[-1], [r for r in runs if r != trained[-1]], notes)
+
+
 def run_experiment(cfg: RunConfig, seeds: Sequence[int], out_dir: Path, progress=None) -> Path:
     """Every seed's full pipeline (finished stages come from the store), then results.md and the plots."""
     from s3core.pipeline import open_store, prepare
@@ -259,9 +292,4 @@ def run_experiment(cfg: RunConfig, seeds: Sequence[int], out_dir: Path, progress
         state = prepare(open_store(seeded), seeded, progress or log_progress)
         results.append(result_from_store(seed, seeded, state))
     runs = list(dict.fromkeys(run for r in results for run in r.genacc))
-    trained = [run for run in runs if run.startswith("s3@")]
-    if not trained:
-        raise ValueError(f"the experiment's runs {runs} have no trained searcher (s3@step-N): does the config train?")
-    runs = [run for run in runs if run not in trained] + trained[-1:]
-    title = f"Seeded experiment: {cfg.name} ({len(seeds)} seeds)"
-    return write_experiment(out_dir, title, results, runs, trained[-1], [r for r in runs if r != trained[-1]])
+    return _write_report(out_dir, f"Seeded experiment: {cfg.name} ({len(seeds)} seeds)", results, runs)
