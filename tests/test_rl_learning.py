@@ -1,6 +1,6 @@
 """PPO and GRPO through DeepSpeed actually learn (s3core/rl/ppo.py; DESIGN.md section 5).
 
-Toy task, seeded, on CPU: a random-init tiny Qwen2-style policy (the tiny-model builder, real tokenizer)
+Toy task, seeded, on CPU (and on a CUDA GPU, marked gpu): a random-init tiny Qwen2-style policy (the tiny-model builder, real tokenizer)
 answers one fixed prompt with 8 sampled tokens; the reward is the fraction of those tokens that fall in a
 fixed TARGET set holding 10% of the vocabulary. A uniform policy scores ~0.1; the test requires the mean
 reward to rise from below 0.2 to above 0.8 within a bounded number of steps, and the weights to move.
@@ -40,7 +40,7 @@ def _target(tokenizer) -> set[int]:
     return set(ordinary[: len(ordinary) // 10])
 
 
-def _run(policy_dir, estimator: str, group_size: int) -> tuple[list[float], bool]:
+def _run(policy_dir, estimator: str, group_size: int, device: str = "cpu", bf16: bool = False) -> tuple[list[float], bool]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
@@ -49,10 +49,10 @@ def _run(policy_dir, estimator: str, group_size: int) -> tuple[list[float], bool
     before = [p.detach().clone() for p in model.parameters()]
     ppo = PPOConfig(estimator=estimator, train_batch_size=32 // group_size, samples_per_question=group_size,
                     mini_batch_size=16, actor_lr=6e-3, critic_lr=6e-3,
-                    kl_coef=0.0, entropy_coef=0.0, warmup_ratio=0.0, zero_stage=2, bf16=False,
+                    kl_coef=0.0, entropy_coef=0.0, warmup_ratio=0.0, zero_stage=2, bf16=bf16,
                     gradient_checkpointing=False, total_steps=MAX_STEPS, save_every=MAX_STEPS)
     learner = PPOLearner(model, ppo, total_updates=MAX_STEPS * 2, temperature=1.0)
-    policy = TransformersPolicy(str(policy_dir), device="cpu", model=learner.policy_model, tokenizer=tokenizer)
+    policy = TransformersPolicy(str(policy_dir), device=device, model=learner.policy_model, tokenizer=tokenizer)
     target = _target(tokenizer)
     prompt = tokenizer("Say the words.", add_special_tokens=False)["input_ids"]
     rewards = []
@@ -67,7 +67,8 @@ def _run(policy_dir, estimator: str, group_size: int) -> tuple[list[float], bool
         rewards.append(metrics["reward_mean"])
         if len(rewards) >= 3 and min(rewards[-3:]) > 0.8:
             break
-    moved = any(not torch.equal(a, b.detach()) for a, b in zip(before, learner.policy_model.parameters()))
+    moved = any(not torch.equal(a.to(device=b.device, dtype=b.dtype), b.detach())  # bf16 engines hold bf16 weights
+                for a, b in zip(before, learner.policy_model.parameters()))
     return rewards, moved
 
 
@@ -77,4 +78,16 @@ def test_reward_rises_from_below_02_to_above_08(policy_dir, estimator, group_siz
     print(estimator, [round(r, 2) for r in rewards])
     assert rewards[0] < 0.2, rewards
     assert min(rewards[-3:]) > 0.8, f"{estimator} did not learn within {MAX_STEPS} steps: {rewards}"
+    assert moved
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
+def test_ppo_learns_with_deepspeed_on_a_cuda_gpu(policy_dir, bf16):
+    """The same toy task with the engines on the GPU (NCCL group, bf16 or fp32): the path the experiment's PPO takes."""
+    assert torch.cuda.is_available(), "run through the device tool on a machine with a CUDA GPU"
+    rewards, moved = _run(policy_dir, "gae", 1, device="cuda", bf16=bf16)
+    print("cuda", "bf16" if bf16 else "fp32", [round(r, 2) for r in rewards])
+    assert rewards[0] < 0.2, rewards
+    assert min(rewards[-3:]) > 0.8, f"PPO on the GPU did not learn within {MAX_STEPS} steps: {rewards}"
     assert moved
