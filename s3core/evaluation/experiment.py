@@ -266,7 +266,7 @@ def merge_experiments(paths: Sequence[Path], out_dir: Path, title: str, notes: s
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"the results to merge repeat a seed ({sorted(seeds)}): give each seed once")
     runs = list(dict.fromkeys(run for r in results for run in r.genacc))
-    lacking = {r.seed: sorted(set(runs) - set(r.genacc)) for r in results if set(runs) - set(r.genacc)}
+    lacking = {r.seed: missing for r in results if (missing := sorted(set(runs) - set(r.genacc)))}
     if lacking:
         raise ValueError(f"seeds lack runs that others have ({lacking}): merge results of the same config")
     return _write_report(out_dir, title, sorted(results, key=lambda r: r.seed), runs, notes)
