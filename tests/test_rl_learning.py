@@ -5,9 +5,12 @@ answers one fixed prompt with 8 sampled tokens; the reward is the fraction of th
 fixed TARGET set holding 10% of the vocabulary. A uniform policy scores ~0.1; the test requires the mean
 reward to rise from below 0.2 to above 0.8 within a bounded number of steps, and the weights to move.
 The same learner (DeepSpeed ZeRO-2 engines, state masking, GAE critic or GRPO groups) trains the searcher.
+A critic warm-up step (`ppo.critic_warmup_steps`) moves the critic and leaves the actor exactly as it was.
 """
 
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
@@ -91,3 +94,30 @@ def test_ppo_learns_with_deepspeed_on_a_cuda_gpu(policy_dir, bf16):
     assert rewards[0] < 0.2, rewards
     assert min(rewards[-3:]) > 0.8, f"PPO on the GPU did not learn within {MAX_STEPS} steps: {rewards}"
     assert moved
+
+
+def test_a_critic_warmup_step_trains_the_critic_and_leaves_the_actor(policy_dir):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+    model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32)
+    ppo = PPOConfig(train_batch_size=8, mini_batch_size=4, actor_lr=1e-2, critic_lr=1e-2, warmup_ratio=0.0,
+                    bf16=False, gradient_checkpointing=False, total_steps=4, critic_warmup_steps=2)
+    learner = PPOLearner(model, ppo, total_updates=8, temperature=1.0)
+    policy = TransformersPolicy(str(policy_dir), device="cpu", model=learner.policy_model, tokenizer=tokenizer)
+    prompt = tokenizer("Say the words.", add_special_tokens=False)["input_ids"]
+    outputs = policy.continue_sequences([prompt] * 8, SamplingSettings(max_new_tokens=6, temperature=1.0, top_p=1.0, seed=1))
+    rollouts = [Rollout(TrajectoryRecord("toy"), prompt, list(o.tokens), [1] * len(o.tokens), list(o.logprobs)) for o in outputs]
+    batch = collate(rollouts, [float(i % 2) for i in range(8)], tokenizer.pad_token_id, list(range(8)))
+    actor_before = [p.detach().clone() for p in learner.policy_model.parameters()]
+    critic_before = [p.detach().clone() for p in learner.critic.module.parameters()]
+
+    metrics = learner.update(batch, seed=0, train_actor=False)
+    assert all(torch.equal(a, b) for a, b in zip(actor_before, learner.policy_model.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(critic_before, learner.critic.module.parameters()))
+    assert metrics["actor_updated"] == 0.0 and math.isnan(metrics["pg_loss"]) and metrics["vf_loss"] > 0
+
+    metrics = learner.update(batch, seed=1)
+    assert not all(torch.equal(a, b) for a, b in zip(actor_before, learner.policy_model.parameters()))
+    assert metrics["actor_updated"] == 1.0 and math.isfinite(metrics["pg_loss"])

@@ -385,6 +385,10 @@ class PPOConfig(_Section):
     actor_lr: float = Field(default=1e-6, gt=0)
     critic_lr: float = Field(default=1e-5, gt=0)
     warmup_ratio: float = Field(default=0.01, ge=0, lt=1)
+    critic_warmup_steps: int = Field(
+        default=0, ge=0,
+        description="PPO steps at the start in which only the critic learns (veRL's trainer.critic_warmup): the "
+        "actor then starts from advantages of a critic fitted to its own returns, not of the untrained value head")
     clip_ratio: float = Field(default=0.2, gt=0)
     value_clip: float = Field(default=0.5, gt=0)
     grad_clip: float = Field(default=1.0, gt=0)
@@ -418,6 +422,12 @@ class PPOConfig(_Section):
                 "estimator: grpo compares each trajectory with the other samples of its question, and "
                 "samples_per_question is 1, so every advantage would be 0: set ppo.samples_per_question to 2 or "
                 "more (5 is common), or use estimator: gae")
+        if self.critic_warmup_steps and self.estimator != "gae":
+            raise ValueError(f"critic_warmup_steps ({self.critic_warmup_steps}) trains the critic alone, and estimator "
+                             f"{self.estimator} has no critic: set critic_warmup_steps to 0 or use estimator: gae")
+        if self.critic_warmup_steps >= self.total_steps:
+            raise ValueError(f"critic_warmup_steps ({self.critic_warmup_steps}) must be below total_steps "
+                             f"({self.total_steps}), or the actor never learns: lower it or raise total_steps")
         return self
 
     @property

@@ -6,6 +6,10 @@ and the frozen reference, and the critic's values; (2) per-token rewards (outcom
 token, KL penalty on every policy token) and advantages (GAE with the critic, whitened over policy tokens;
 or GRPO's group baseline); (3) `ppo_epochs` passes over shuffled mini-batches, each one actor step
 (clipped surrogate - entropy_coef * entropy) and one critic step (clipped value loss), through DeepSpeed.
+During the first `critic_warmup_steps` steps the actor step is skipped (veRL's `trainer.critic_warmup`; the
+paper does not say it used one): the value head starts at zero, so the first advantages are the raw
+returns, and a critic fitted first gives the actor a baseline for its first update. The actor's statistics
+of such a step are NaN (not measured) and `actor_updated` is 0.
 
 Log-probs are computed at the rollout temperature (logits / T), the distribution the tokens were sampled
 from. Nothing here catches exceptions: a failing step fails the run (the public code's
@@ -15,6 +19,7 @@ try/except-continue turned bugs into silent no-progress).
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -24,6 +29,8 @@ from s3core.config.schema import PPOConfig
 from s3core.rl import core
 from s3core.rl.batch import RolloutBatch
 from s3core.rl.engine import make_engine
+
+ACTOR_STATS = ("pg_loss", "entropy", "clip_fraction", "approx_kl")  # what an actor step reports
 
 
 class ValueModel(nn.Module):
@@ -123,8 +130,11 @@ class PPOLearner:
         advantages = core.grpo_advantages(batch.scores, batch.group, mask) - self.ppo.kl_coef * kl
         return Prepared(old_logp, ref_logp, None, advantages, None, kl)
 
-    def update(self, batch: RolloutBatch, seed: int) -> dict[str, float]:
-        """`ppo_epochs` passes of mini-batch updates; returns the step's metrics (means over updates)."""
+    def update(self, batch: RolloutBatch, seed: int, train_actor: bool = True) -> dict[str, float]:
+        """`ppo_epochs` passes of mini-batch updates; returns the step's metrics (means over updates).
+        train_actor=False updates the critic alone (a critic warm-up step)."""
+        if not train_actor and self.critic is None:
+            raise ValueError("a critic-only update needs a critic: estimator grpo has none")
         batch = batch.to(self.actor.device)
         prep = self.prepare(batch)
         generator = torch.Generator().manual_seed(seed)
@@ -134,16 +144,29 @@ class PPOLearner:
             order = torch.randperm(batch.size, generator=generator)
             for first in range(0, batch.size, self.ppo.mini_batch_size):
                 index = order[first:first + self.ppo.mini_batch_size].to(batch.input_ids.device)
-                for name, value in self._update_minibatch(batch.rows(index), prep, index).items():
+                for name, value in self._update_minibatch(batch.rows(index), prep, index, train_actor).items():
                     sums[name] = sums.get(name, 0.0) + value
                 updates += 1
         metrics = {name: value / max(updates, 1) for name, value in sums.items()}
         mask = batch.policy_mask
         metrics.update(reward_mean=float(batch.scores.mean()), kl_mean=float(core.masked_mean(prep.kl, mask)),
-                       policy_tokens_mean=float(mask.sum(1).mean()), actor_lr=float(self.actor.get_lr()[0]))
+                       policy_tokens_mean=float(mask.sum(1).mean()), actor_lr=float(self.actor.get_lr()[0]),
+                       actor_updated=float(train_actor))
         return metrics
 
-    def _update_minibatch(self, mb: RolloutBatch, prep: Prepared, index: torch.Tensor) -> dict[str, float]:
+    def _update_minibatch(self, mb: RolloutBatch, prep: Prepared, index: torch.Tensor,
+                          train_actor: bool = True) -> dict[str, float]:
+        stats = self._actor_step(mb, prep, index) if train_actor else dict.fromkeys(ACTOR_STATS, math.nan)
+        if self.critic is not None:
+            values = self._values(mb)
+            vf_loss, vf_stats = core.value_loss(values, prep.old_values[index], prep.returns[index], mb.policy_mask,
+                                                self.ppo.value_clip)
+            self.critic.backward(vf_loss)
+            self.critic.step()
+            stats.update(vf_loss=float(vf_loss.detach()), value_clip_fraction=float(vf_stats["value_clip_fraction"].detach()))
+        return stats
+
+    def _actor_step(self, mb: RolloutBatch, prep: Prepared, index: torch.Tensor) -> dict[str, float]:
         mask = mb.policy_mask
         logp, entropy = self._logprobs(self.actor, mb, entropy=True)
         pg_loss, pg_stats = core.policy_loss(logp, prep.old_logp[index], prep.advantages[index], mask, self.ppo.clip_ratio)
@@ -151,13 +174,6 @@ class PPOLearner:
         loss = pg_loss - self.ppo.entropy_coef * entropy_mean
         self.actor.backward(loss)
         self.actor.step()
-        stats = {"pg_loss": float(pg_loss.detach()), "entropy": float(entropy_mean.detach()),
-                 "clip_fraction": float(pg_stats["clip_fraction"].detach()), "approx_kl": float(pg_stats["approx_kl"].detach())}
-        if self.critic is not None:
-            values = self._values(mb)
-            vf_loss, vf_stats = core.value_loss(values, prep.old_values[index], prep.returns[index], mask,
-                                                self.ppo.value_clip)
-            self.critic.backward(vf_loss)
-            self.critic.step()
-            stats.update(vf_loss=float(vf_loss.detach()), value_clip_fraction=float(vf_stats["value_clip_fraction"].detach()))
-        return stats
+        stats = {"pg_loss": pg_loss, "entropy": entropy_mean, "clip_fraction": pg_stats["clip_fraction"],
+                 "approx_kl": pg_stats["approx_kl"]}
+        return {name: float(stats[name].detach()) for name in ACTOR_STATS}

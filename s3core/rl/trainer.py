@@ -187,7 +187,8 @@ class SearcherTrainer:
         rewards, outcomes = self.score(questions, rollouts)
         t2 = time.perf_counter()
         batch = collate(rollouts, rewards, self.tokenizer.pad_token_id, group=group)
-        metrics = self.learner.update(batch, seed=self.cfg.seed * 100_003 + step)
+        metrics = self.learner.update(batch, seed=self.cfg.seed * 100_003 + step,
+                                      train_actor=step > self.ppo.critic_warmup_steps)
         t3 = time.perf_counter()
         self.state.cursor += len(everyone)
         metrics.update(outcomes, step=float(step), turns_mean=float(np.mean([r.record.turns for r in rollouts])),
