@@ -58,7 +58,8 @@ def python_exe() -> str:
 def plumbing_only(data: dict) -> dict:
     """configs/tiny.yaml's data with its learned parts (the reader, the warm start) replaced by the random-init
     tiny generator and searcher: for tests of the plumbing, which must not pay for training. What they skip is
-    tested in test_reader.py, test_warmstart.py and, end to end and learning, test_tiny_learning.py."""
+    tested in test_reader.py and test_warmstart.py; that PPO learns, in test_rl_learning.py (a toy task: the
+    tiny world's learning run does not fit the CPU suite, docs/RESULTS.md 6.7)."""
     data.pop("reader", None)
     data.pop("warmstart", None)
     data["generator"]["model"] = "tiny:generator"
