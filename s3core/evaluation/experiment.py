@@ -265,15 +265,21 @@ def merge_experiments(paths: Sequence[Path], out_dir: Path, title: str, notes: s
     seeds = [r.seed for r in results]
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"the results to merge repeat a seed ({sorted(seeds)}): give each seed once")
-    runs = list(dict.fromkeys(run for r in results for run in r.genacc))
+    runs = runs_of(results)
     lacking = {r.seed: missing for r in results if (missing := sorted(set(runs) - set(r.genacc)))}
     if lacking:
         raise ValueError(f"seeds lack runs that others have ({lacking}): merge results of the same config")
-    return _write_report(out_dir, title, sorted(results, key=lambda r: r.seed), runs, notes)
+    return _write_report(out_dir, title, sorted(results, key=lambda r: r.seed), notes)
 
 
-def _write_report(out_dir: Path, title: str, results: Sequence[SeedResult], runs: Sequence[str], notes: str = "") -> Path:
+def runs_of(results: Sequence[SeedResult]) -> list[str]:
+    """Every run any seed has, in first-seen order."""
+    return list(dict.fromkeys(run for r in results for run in r.genacc))
+
+
+def _write_report(out_dir: Path, title: str, results: Sequence[SeedResult], notes: str = "") -> Path:
     """The trained run last (its newest checkpoint), gains of it over every other run."""
+    runs = runs_of(results)
     trained = [run for run in runs if run.startswith("s3@")]
     if not trained:
         raise ValueError(f"the experiment's runs {list(runs)} have no trained searcher (s3@step-N): does the config train?")
@@ -291,5 +297,4 @@ def run_experiment(cfg: RunConfig, seeds: Sequence[int], out_dir: Path, progress
         seeded = seeded_config(cfg, seed)
         state = prepare(open_store(seeded), seeded, progress or log_progress)
         results.append(result_from_store(seed, seeded, state))
-    runs = list(dict.fromkeys(run for r in results for run in r.genacc))
-    return _write_report(out_dir, f"Seeded experiment: {cfg.name} ({len(seeds)} seeds)", results, runs)
+    return _write_report(out_dir, f"Seeded experiment: {cfg.name} ({len(seeds)} seeds)", results)
