@@ -43,27 +43,37 @@ def _target(tokenizer) -> set[int]:
     return set(ordinary[: len(ordinary) // 10])
 
 
-def _run(policy_dir, estimator: str, group_size: int, device: str = "cpu", bf16: bool = False) -> tuple[list[float], bool]:
+def _toy_learner(policy_dir, ppo: PPOConfig, total_updates: int, device: str = "cpu"):
+    """(tokenizer, learner, rollout policy over the learner's actor, the actor's weights before the engine)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(policy_dir)
     model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32)
     before = [p.detach().clone() for p in model.parameters()]
+    learner = PPOLearner(model, ppo, total_updates=total_updates, temperature=1.0)
+    policy = TransformersPolicy(str(policy_dir), device=device, model=learner.policy_model, tokenizer=tokenizer)
+    return tokenizer, learner, policy, before
+
+
+def _sample(policy, prompt: list[int], n: int, tokens: int, seed: int) -> tuple[list, list[Rollout]]:
+    """n sampled answers to the prompt (T = 1) and their rollouts, every response token a policy token."""
+    outputs = policy.continue_sequences([prompt] * n, SamplingSettings(max_new_tokens=tokens, temperature=1.0, top_p=1.0, seed=seed))
+    return outputs, [Rollout(TrajectoryRecord("toy"), prompt, list(o.tokens), [1] * len(o.tokens), list(o.logprobs))
+                     for o in outputs]
+
+
+def _run(policy_dir, estimator: str, group_size: int, device: str = "cpu", bf16: bool = False) -> tuple[list[float], bool]:
     ppo = PPOConfig(estimator=estimator, train_batch_size=32 // group_size, samples_per_question=group_size,
                     mini_batch_size=16, actor_lr=6e-3, critic_lr=6e-3,
                     kl_coef=0.0, entropy_coef=0.0, warmup_ratio=0.0, zero_stage=2, bf16=bf16,
                     gradient_checkpointing=False, total_steps=MAX_STEPS, save_every=MAX_STEPS)
-    learner = PPOLearner(model, ppo, total_updates=MAX_STEPS * 2, temperature=1.0)
-    policy = TransformersPolicy(str(policy_dir), device=device, model=learner.policy_model, tokenizer=tokenizer)
+    tokenizer, learner, policy, before = _toy_learner(policy_dir, ppo, MAX_STEPS * 2, device)
     target = _target(tokenizer)
     prompt = tokenizer("Say the words.", add_special_tokens=False)["input_ids"]
     rewards = []
     for step in range(MAX_STEPS):
-        settings = SamplingSettings(max_new_tokens=RESPONSE_TOKENS, temperature=1.0, top_p=1.0, seed=step)
-        outputs = policy.continue_sequences([prompt] * ppo.trajectories_per_step, settings)
-        rollouts = [Rollout(TrajectoryRecord("toy"), prompt, list(o.tokens), [1] * len(o.tokens), list(o.logprobs))
-                    for o in outputs]
+        outputs, rollouts = _sample(policy, prompt, ppo.trajectories_per_step, RESPONSE_TOKENS, seed=step)
         scores = [sum(t in target for t in o.tokens) / RESPONSE_TOKENS for o in outputs]
         groups = [i // group_size for i in range(len(outputs))]
         metrics = learner.update(collate(rollouts, scores, tokenizer.pad_token_id, groups), seed=step)
@@ -97,18 +107,11 @@ def test_ppo_learns_with_deepspeed_on_a_cuda_gpu(policy_dir, bf16):
 
 
 def test_a_critic_warmup_step_trains_the_critic_and_leaves_the_actor(policy_dir):
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
-    model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32)
     ppo = PPOConfig(train_batch_size=8, mini_batch_size=4, actor_lr=1e-2, critic_lr=1e-2, warmup_ratio=0.0,
                     bf16=False, gradient_checkpointing=False, total_steps=4, critic_warmup_steps=2)
-    learner = PPOLearner(model, ppo, total_updates=8, temperature=1.0)
-    policy = TransformersPolicy(str(policy_dir), device="cpu", model=learner.policy_model, tokenizer=tokenizer)
+    tokenizer, learner, policy, _ = _toy_learner(policy_dir, ppo, total_updates=8)
     prompt = tokenizer("Say the words.", add_special_tokens=False)["input_ids"]
-    outputs = policy.continue_sequences([prompt] * 8, SamplingSettings(max_new_tokens=6, temperature=1.0, top_p=1.0, seed=1))
-    rollouts = [Rollout(TrajectoryRecord("toy"), prompt, list(o.tokens), [1] * len(o.tokens), list(o.logprobs)) for o in outputs]
+    _, rollouts = _sample(policy, prompt, 8, tokens=6, seed=1)
     batch = collate(rollouts, [float(i % 2) for i in range(8)], tokenizer.pad_token_id, list(range(8)))
     actor_before = [p.detach().clone() for p in learner.policy_model.parameters()]
     critic_before = [p.detach().clone() for p in learner.critic.module.parameters()]
