@@ -77,8 +77,8 @@ def test_scripted_trajectory_through_the_retrieval_server(tiny_indexes, live_ser
         assert rec.forged_information == 1 and rec.stopped and rec.end_reason == "stop"
         assert [b.selected for b in rec.blocks] == [(1,), None, (2,)]  # id 99 is not in the block: dropped
         assert "Planted" not in docs.title(rec.context_rows()[0])
-        assert rec.context_rows()[:1] == [rows0[0]] and rec.context_rows()[-1] == second[1]
-        assert len(rec.context_rows()) == 1 + 8 + 1
+        # the tagged docs first (block 0's Doc 1, block 2's Doc 2), then the untagged block 1 whole
+        assert rec.context_rows() == [rows0[0], second[1], *first]
         # state masking: the policy's tokens are exactly the scripted replies; the rest is the environment's
         scripted = sum(len(searcher.tokenizer(t, add_special_tokens=False)["input_ids"]) for t in script)
         assert r.policy_tokens == scripted and r.env_tokens > 0
@@ -93,6 +93,37 @@ def test_searches_stop_at_the_limit_and_the_last_turn_only_tags(tiny_indexes, se
     rec = rollouts[0].record
     assert rec.turns == 4 and len(rec.queries) == 3 and rec.end_reason == "turn_limit" and not rec.stopped
     assert len(rec.blocks) == 4  # the initial block and three searches; the fourth query was not searched
+    assert rec.unexecuted_queries == 1
+
+
+def test_a_query_on_the_last_turn_is_never_searched(tiny_indexes, searcher):
+    """Issue 18's reproduction (limits 3/8/3/4): after one invalid turn, the fourth turn's query used to be
+    searched, and its 8 docs, which the searcher never saw, all went into the context."""
+    docs = tiny_indexes["docs"]
+    name = docs.title(0)
+    query = f'<important_info>[1]</important_info><search_complete>False</search_complete><query>{{"query": "{name}"}}</query>'
+    policy = ScriptedPolicy(searcher.tokenizer, ["(no tags)", query, query, query])
+    search = retriever_search(tiny_indexes["retrievers"]["bm25"])
+    rollout = _engine(policy, search, docs).run([f"Who is {name}?"])[0]
+    rec = rollout.record
+    assert rec.turns == 4 and rec.invalid_turns == 1 and rec.queries == [name, name]
+    assert rec.unexecuted_queries == 1 and rec.end_reason == "turn_limit"
+    assert len(rec.blocks) == 3 and all(b.selected == (1,) for b in rec.blocks)
+    shown = {row for b in rec.blocks for row in b.rows}
+    assert set(rec.context_rows()) <= shown and len(rec.context_rows()) == 3  # one tagged doc of each block
+    assert rollout.transcript.count("<information>") == 3  # corrective + two results: every block was shown
+
+
+def test_docs_cut_from_an_observation_are_not_context(tiny_indexes, searcher):
+    docs = tiny_indexes["docs"]
+    name = docs.title(0)
+    policy = ScriptedPolicy(searcher.tokenizer, [f'<query>{{"query": "{name}"}}</query>', "<search_complete>True</search_complete>"])
+    engine = RolloutEngine(policy, S3Strategy(S3_LIMITS), retriever_search(tiny_indexes["retrievers"]["bm25"]), docs,
+                           SamplingSettings(max_new_tokens=48), max_obs_tokens=60, max_context_tokens=4096)
+    rec = engine.run([f"Who is {name}?"])[0].record
+    block = rec.blocks[1]
+    assert len(block.rows) == 8 and block.shown is not None and 0 <= block.shown < 8
+    assert set(rec.context_rows()) == set(rec.blocks[0].rows) | set(block.rows[: block.shown])
 
 
 def test_context_limit_ends_a_trajectory(tiny_indexes, searcher):

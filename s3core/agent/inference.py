@@ -24,7 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from s3core.agent.context import dedupe_by_text, format_docs, public_code_context, structured_context
+from s3core.agent.context import (
+    dedupe_by_text,
+    format_docs,
+    public_code_context,
+    public_code_transcript,
+    structured_context,
+)
 from s3core.agent.rollout import Rollout, RolloutEngine, retriever_search
 from s3core.agent.sampling import SamplingSettings
 from s3core.agent.strategies import Limits, make_strategy
@@ -45,7 +51,7 @@ CONTEXTS_SCHEMA = pa.schema([
     ("question_id", pa.string()), ("data_source", pa.string()), ("split", pa.string()), ("question", pa.string()),
     ("golden_answers", pa.list_(pa.string())), ("run", pa.string()), ("strategy", pa.string()),
     ("model", pa.string()), ("turns", pa.int32()), ("invalid_turns", pa.int32()), ("forged_information", pa.int32()),
-    ("end_reason", pa.string()), ("queries", pa.list_(pa.string())),
+    ("unexecuted_queries", pa.int32()), ("end_reason", pa.string()), ("queries", pa.list_(pa.string())),
     ("retrieved_doc_ids", pa.list_(pa.list_(pa.string()))), ("selected_doc_ids", pa.list_(pa.string())),
     ("context_doc_ids", pa.list_(pa.string())), ("context", pa.string()),
     ("prompt_tokens", pa.int32()), ("policy_tokens", pa.int32()), ("env_tokens", pa.int32()),
@@ -75,7 +81,7 @@ def s3_run(cfg: RunConfig, checkpoint: Checkpoint | None = None) -> InferenceRun
     checkpoint, reported as `s3@step-N`."""
     s = cfg.searcher
     limits = Limits(initial_topk=s.initial_topk, topk=s.topk_per_query, max_searches=s.max_search_turns,
-                    max_turns=s.max_search_turns + 1, max_selected=s.max_selected_per_turn)
+                    max_turns=s.turn_budget, max_selected=s.max_selected_per_turn)
     if checkpoint is None:
         return InferenceRun("s3", "s3", s.model, cfg.retrieval.naive_retriever, limits, cfg.ppo.max_new_tokens_per_turn,
                             prompt=s.prompt)
@@ -124,6 +130,8 @@ def contexts_identity(cfg: RunConfig, run: InferenceRun) -> dict[str, Any]:
                         prompt=load_prompt(run.strategy_object().prompt_name).text)
     if run.strategy == "s3":
         identity["context_rule"] = cfg.searcher.context_rule
+    if ev.max_context_docs is not None:
+        identity["max_context_docs"] = ev.max_context_docs
     return identity
 
 
@@ -186,7 +194,7 @@ def build_contexts(ctx: StageContext, cfg: RunConfig, run: InferenceRun) -> Stag
                                                      ctx.inputs.get("bm25_index"), ctx.inputs.get("tiny_models"))
             search = retriever_search(retriever)
         if run.model is None:
-            return lambda chunk: [policy_free_row(q, run, docs, search) for q in chunk]
+            return lambda chunk: [policy_free_row(q, run, docs, search, ev.max_context_docs) for q in chunk]
         policy = open_policy(cfg, _policy_model_path(ctx, run))
         inf = cfg.inference
         engine = RolloutEngine(policy, run.strategy_object(), search, docs,
@@ -195,7 +203,8 @@ def build_contexts(ctx: StageContext, cfg: RunConfig, run: InferenceRun) -> Stag
 
         def work(chunk: list[dict]) -> list[dict]:
             rollouts = engine.run([q["question"] for q in chunk])
-            return [rollout_row(q, run, r, docs, cfg.searcher.context_rule, policy.tokenizer) for q, r in zip(chunk, rollouts)]
+            return [rollout_row(q, run, r, docs, cfg.searcher.context_rule, ev.max_context_docs)
+                    for q, r in zip(chunk, rollouts)]
         return work
 
     label = f"contexts {run.name} on {source.get('data_source')}/{source.get('split')}"
@@ -217,24 +226,37 @@ def _base_row(q: dict, run: InferenceRun) -> dict[str, Any]:
             "model": run.model or ""}
 
 
-def policy_free_row(q: dict, run: InferenceRun, docs: DocStore | None, search) -> dict[str, Any]:
+def policy_free_row(q: dict, run: InferenceRun, docs: DocStore | None, search,
+                    max_context_docs: int | None = None) -> dict[str, Any]:
     rows = search([q["question"]], run.limits.topk)[0] if run.strategy == "naive" else []
     ids = [docs.doc_id(r) for r in rows] if rows else []
-    return {**_base_row(q, run), "turns": 0, "invalid_turns": 0, "forged_information": 0, "end_reason": "no_policy",
-            "queries": [q["question"]] if rows else [], "retrieved_doc_ids": [ids] if rows else [],
-            "selected_doc_ids": [], "context_doc_ids": ids,
-            "context": format_docs(docs, dedupe_by_text(docs, rows)) if rows else "",
+    context_rows = dedupe_by_text(docs, rows)[:max_context_docs] if rows else []
+    return {**_base_row(q, run), "turns": 0, "invalid_turns": 0, "forged_information": 0, "unexecuted_queries": 0,
+            "end_reason": "no_policy", "queries": [q["question"]] if rows else [],
+            "retrieved_doc_ids": [ids] if rows else [], "selected_doc_ids": [],
+            "context_doc_ids": [docs.doc_id(r) for r in context_rows],
+            "context": format_docs(docs, context_rows) if rows else "",
             "prompt_tokens": 0, "policy_tokens": 0, "env_tokens": 0}
 
 
-def rollout_row(q: dict, run: InferenceRun, r: Rollout, docs: DocStore, context_rule: str, tokenizer) -> dict[str, Any]:
+def rollout_context(r: Rollout, docs: DocStore, context_rule: str, strategy: str = "s3",
+                    max_docs: int | None = None) -> tuple[list[int], str]:
+    """The final context of one trajectory (rows from the record, text by `context_rule` for s3 runs): the
+    one rule behind the contexts stage and the training reward."""
+    rows, context = structured_context(r.record, docs, max_docs)
+    if strategy == "s3" and context_rule == "public_code":
+        context = public_code_context(public_code_transcript(r.record, docs, r.transcript), max_docs)
+    return rows, context
+
+
+def rollout_row(q: dict, run: InferenceRun, r: Rollout, docs: DocStore, context_rule: str,
+                max_context_docs: int | None = None) -> dict[str, Any]:
     record = r.record
-    rows, context = structured_context(record, docs)
-    if run.strategy == "s3" and context_rule == "public_code":
-        context = public_code_context(tokenizer.decode(r.prompt_ids + r.response_ids, skip_special_tokens=False))
-    selected = [docs.doc_id(b.rows[i - 1]) for b in record.blocks if b.selected for i in b.selected]
+    rows, context = rollout_context(r, docs, context_rule, run.strategy, max_context_docs)
+    selected = [docs.doc_id(b.seen_rows[i - 1]) for b in record.blocks if b.selected for i in b.selected]
     return {**_base_row(q, run), "turns": record.turns, "invalid_turns": record.invalid_turns,
-            "forged_information": record.forged_information, "end_reason": record.end_reason,
-            "queries": record.queries, "retrieved_doc_ids": [[docs.doc_id(x) for x in b.rows] for b in record.blocks],
+            "forged_information": record.forged_information, "unexecuted_queries": record.unexecuted_queries,
+            "end_reason": record.end_reason, "queries": record.queries,
+            "retrieved_doc_ids": [[docs.doc_id(x) for x in b.rows] for b in record.blocks],
             "selected_doc_ids": selected, "context_doc_ids": [docs.doc_id(x) for x in rows], "context": context,
             "prompt_tokens": len(r.prompt_ids), "policy_tokens": r.policy_tokens, "env_tokens": r.env_tokens}

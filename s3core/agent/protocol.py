@@ -8,14 +8,20 @@ passages retrieved with the question itself (block 0). In each turn it may write
     <search_complete>True|False</search_complete>   True (true/yes/1/y, any case) stops the search
     <query>{"query": "..."}</query>                 search again (raw text if the JSON does not parse)
 
-`parse_turn` turns one turn's text into a `TurnAction`. Rules, stated:
+`parse_turn` turns one turn's text into a `TurnAction`. Rules, stated (docs/FIDELITY.md compares each with
+the public s3 code):
 - Only text before the first `<information>` the policy writes itself is read: the environment alone writes
   information blocks, so a forged block (and anything after it) is ignored, and flagged (`forged_information`).
 - The first complete occurrence of each tag counts. A tag without its closer is absent (so a reply truncated
   at the token limit never runs a half-written query). Nested same-name tags are read up to the first closer.
+- `<query>`: a JSON object's string `"query"` (a list's first string, as the public code takes), otherwise
+  the raw text, stripped; an empty query is no query (the public code searches the empty string).
+- `<search_complete>`: true/yes/1/y, any case, surrounding whitespace ignored (a quoted `"True"` is not a
+  stop, as in the public code).
 - `important_info` takes integers from a JSON list, or failing that every integer in the text; ids outside
   1..(size of the latest block) are dropped (counted in `dropped_ids`), repeats are dropped, and at most
-  `max_selected` are kept in the order written.
+  `max_selected` are kept in the order written. Whatever the policy writes there (`1e999`, `[NaN]`, an id of
+  thousands of digits) is a possibly empty selection, never an exception.
 - stop wins over a query in the same turn. A turn with neither a query nor a stop is invalid: the
   environment answers with `CORRECTIVE_OBSERVATION` and the turn counts against the limit.
 """
@@ -23,6 +29,7 @@ passages retrieved with the question itself (block 0). In each turn it may write
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 
@@ -70,22 +77,25 @@ def strip_forged_information(text: str) -> tuple[str, bool]:
 
 
 def parse_query(body: str) -> str | None:
-    """`{"query": "..."}` -> its string; otherwise the raw text (stripped); None if nothing is left."""
+    """`{"query": "..."}` -> its string (`{"query": ["a", "b"]}` -> "a"); anything else -> the raw text,
+    stripped; None if nothing is left."""
     raw = body.strip()
     try:
         decoded = json.loads(raw)
-    except (json.JSONDecodeError, ValueError):
+    except (ValueError, RecursionError):  # bad JSON, numbers too long to convert, absurd nesting
         decoded = None
-    if isinstance(decoded, dict) and isinstance(decoded.get("query"), str):
-        raw = decoded["query"].strip()
-    elif isinstance(decoded, str):
-        raw = decoded.strip()
+    if isinstance(decoded, dict):
+        value = decoded.get("query")
+        if isinstance(value, list) and value:
+            value = value[0]
+        if isinstance(value, str):
+            raw = value.strip()
     return raw or None
 
 
 def parse_flag(body: str) -> bool | None:
-    """True/False for the stop flag, None if the word is neither."""
-    word = body.strip().strip("\"'").lower()
+    """True/False for the stop flag, None if the word is neither (quotes are not stripped)."""
+    word = body.strip().lower()
     if word in TRUE_WORDS:
         return True
     if word in FALSE_WORDS:
@@ -93,17 +103,43 @@ def parse_flag(body: str) -> bool | None:
     return None
 
 
-def parse_ids(body: str, block_size: int, max_selected: int) -> tuple[tuple[int, ...], int]:
-    """Valid 1-based ids of the latest block (in written order, no repeats, at most max_selected) and the
-    number of ids dropped."""
+MAX_ID_DIGITS = 6  # longer digit runs cannot be a doc number of any block
+
+
+def _as_doc_number(value: object) -> int | None:
+    """A JSON value as a doc number: an int, or a float with an integral value; None otherwise (bools,
+    strings, NaN, infinities, fractions)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _numbers_in(body: str) -> list[int | None]:
+    """Candidate doc numbers of an <important_info> body: a JSON list's (or number's) items, else every
+    integer written in the text. None marks an item that is no number (it counts as dropped)."""
     try:
         decoded = json.loads(body)
-        numbers = [int(x) for x in decoded] if isinstance(decoded, list) else [int(decoded)]
-    except (json.JSONDecodeError, ValueError, TypeError):
-        numbers = [int(x) for x in re.findall(r"-?\d+", body)]
+    except (ValueError, RecursionError):  # not JSON, a number too long for int(), absurd nesting
+        decoded = None
+    if isinstance(decoded, list):
+        return [_as_doc_number(x) for x in decoded]
+    if decoded is not None and not isinstance(decoded, (dict, str)):
+        return [_as_doc_number(decoded)]
+    return [int(digits) if len(digits) <= MAX_ID_DIGITS else None
+            for digits in re.findall(r"-?\d+", body)]
+
+
+def parse_ids(body: str, block_size: int, max_selected: int) -> tuple[tuple[int, ...], int]:
+    """Valid 1-based ids of the latest block (in written order, no repeats, at most max_selected) and the
+    number of ids dropped. Total over any text: hostile bodies give an empty or partial selection."""
+    numbers = _numbers_in(body)
     kept: list[int] = []
     for number in numbers:
-        if 1 <= number <= block_size and number not in kept and len(kept) < max_selected:
+        if number is not None and 1 <= number <= block_size and number not in kept and len(kept) < max_selected:
             kept.append(number)
     return tuple(kept), len(numbers) - len(kept)
 

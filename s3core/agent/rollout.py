@@ -11,10 +11,13 @@ and each trajectory gets its observation appended. Per trajectory the engine kee
 
 How turns count (s3 defaults "8-3-3": initial_topk 3, topk 8, max_selected 3, max_searches 3): the initial
 retrieval with the question is not a turn; each policy reply is one turn, invalid ones included; a query is
-searched only while fewer than `max_searches` searches were made; a trajectory ends when the policy stops,
-after `max_turns` turns (s3: max_searches + 1, so the last turn can still tag the last block), when an
-invalid turn gets no corrective observation, or when the next turn would pass `max_context_tokens`.
-An observation longer than `max_obs_tokens` is cut to that many tokens (the record keeps every doc).
+searched only while fewer than `max_searches` searches were made and never on the last turn (`max_turns`;
+s3: max_searches + 1, so the last turn can still tag the last block). A query that is not searched counts
+its turn and ends the trajectory (`unexecuted_queries`): the searcher would never see what it retrieved, so
+nothing is retrieved. A trajectory also ends when the policy stops, when an invalid turn gets no corrective
+observation, or when the next turn would pass `max_context_tokens`. An observation longer than
+`max_obs_tokens` is cut to that many tokens, and the block records how many docs the searcher saw whole
+(`InfoBlock.shown`): only those can be tagged or enter the context.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from s3core.agent.context import InfoBlock, TrajectoryRecord, format_docs
+from s3core.agent.context import InfoBlock, TrajectoryRecord, doc_line, format_docs
 from s3core.agent.sampling import Policy, SamplingSettings
 from s3core.agent.strategies import PolicyStrategy
 from s3core.retrieval.base import DocStore
@@ -116,11 +119,12 @@ class RolloutEngine:
         outputs = self.policy.continue_sequences([r.prompt_ids + r.response_ids for r in active], self.sampling)
         wanted: list[tuple[Rollout, str]] = []
         limits = self.strategy.limits
+        last_turn = turn == limits.max_turns
         for r, out in zip(active, outputs):
             r.extend(out.tokens, from_policy=True, logprobs=out.logprobs)
             record = r.record
             record.turns = turn
-            latest = len(record.blocks[-1].rows) if record.blocks else 0
+            latest = record.blocks[-1].size if record.blocks else 0
             step = self.strategy.read_turn(self.tokenizer.decode(out.tokens, skip_special_tokens=True), latest)
             record.forged_information += int(step.forged_information)
             if step.selected is not None and self.strategy.tags_blocks():
@@ -128,22 +132,29 @@ class RolloutEngine:
             if not step.valid:
                 record.invalid_turns += 1
                 corrective = self.strategy.invalid_observation()
-                if corrective is None or turn == limits.max_turns:
+                if corrective is None or last_turn:
                     r.done, record.end_reason = True, "no_action" if corrective is None else "turn_limit"
                 else:
                     r.extend(self.encode(corrective), from_policy=False)
                 continue
             if step.stop:
-                record.stopped = True
-            searches_done = len(record.queries)
-            if step.query is not None and searches_done < limits.max_searches:
-                wanted.append((r, step.query))
-                if step.stop or turn == limits.max_turns:
-                    r.done, record.end_reason = True, "stop" if step.stop else "turn_limit"
-            else:
-                r.done = True
-                record.end_reason = "stop" if step.stop else "turn_limit"
+                r.done, record.stopped, record.end_reason = True, True, "stop"
+                if step.query is not None and self._may_search(record, last_turn):
+                    wanted.append((r, step.query))  # a stop that carries its search (DeepRetrieval's rewrite)
+                continue
+            if step.query is None:  # valid without a query or a stop: nothing to do, the search ends
+                r.done, record.end_reason = True, "turn_limit"
+                continue
+            if not self._may_search(record, last_turn):
+                record.unexecuted_queries += 1
+                r.done, record.end_reason = True, "turn_limit" if last_turn else "search_limit"
+                continue
+            wanted.append((r, step.query))
         self._search_and_observe(wanted)
+
+    def _may_search(self, record: TrajectoryRecord, last_turn: bool) -> bool:
+        """A query is searched only before the last turn and while searches remain."""
+        return not last_turn and len(record.queries) < self.strategy.limits.max_searches
 
     def _search_and_observe(self, wanted: list[tuple[Rollout, str]]) -> None:
         """All of this turn's queries as one search batch; each trajectory gets its block and observation."""
@@ -151,7 +162,22 @@ class RolloutEngine:
             return
         results = self.search([query for _, query in wanted], self.strategy.limits.topk)
         for (r, query), rows in zip(wanted, results):
-            r.record.blocks.append(InfoBlock(rows=tuple(rows), query=query))
+            block = InfoBlock(rows=tuple(rows), query=query)
+            r.record.blocks.append(block)
             if not r.done:
                 observation = self.encode(self.strategy.observation(format_docs(self.docs, rows)))
-                r.extend(observation[: self.max_obs_tokens], from_policy=False)
+                if len(observation) > self.max_obs_tokens:
+                    observation = observation[: self.max_obs_tokens]
+                    block.shown = self._docs_seen_whole(rows, observation)
+                r.extend(observation, from_policy=False)
+
+    def _docs_seen_whole(self, rows: Sequence[int], observation: Sequence[int]) -> int:
+        """How many leading docs of a cut observation the searcher saw in full."""
+        text = self.tokenizer.decode(list(observation), skip_special_tokens=False)
+        shown, position = 0, 0
+        for number, row in enumerate(rows, start=1):
+            found = text.find(doc_line(self.docs, row, number), position)
+            if found < 0:
+                break
+            shown, position = number, found
+        return shown
