@@ -98,7 +98,7 @@ def main() -> None:
                     mini_batch_size=mini, zero_stage=args.zero_stage, offload=args.offload,
                     bf16=gpu, gradient_checkpointing=True, total_steps=args.steps + 1)
     started = time.perf_counter()
-    learner = PPOLearner(model, ppo, total_updates=(args.steps + 1) * (args.batch // mini), temperature=ppo.temperature)
+    learner = PPOLearner(model, ppo, temperature=ppo.temperature)
     init_s = time.perf_counter() - started
     vocab = model.config.vocab_size
 

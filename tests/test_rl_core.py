@@ -132,3 +132,30 @@ def test_estimator_registry_lists_valid_names():
     assert core.estimator_from_name("grpo") is core.AdvantageEstimator.GRPO
     with pytest.raises(ValueError, match="valid names are 'gae', 'grpo'"):
         core.estimator_from_name("reinforce")
+
+
+# --- the learning-rate warm-up (verl's constant-with-warm-up, stepped once per PPO step) ---------------
+def test_the_paper_setting_warms_the_critic_up_over_15_ppo_steps_from_zero():
+    from s3core.config.schema import PPOConfig
+    from s3core.rl.engine import warmup_factor
+
+    paper = PPOConfig(actor_warmup_ratio=0.0, critic_warmup_ratio=0.01, lr_schedule_steps=1500, total_steps=20)
+    assert paper.warmup_steps(paper.critic_warmup_ratio) == 15 and paper.warmup_steps(paper.actor_warmup_ratio) == 0
+    critic = [warmup_factor(done, 15) for done in range(20)]  # PPO step k trains with factor (k - 1) / 15
+    assert critic[0] == 0.0 and critic[1] == pytest.approx(1 / 15) and critic[14] == pytest.approx(14 / 15)
+    assert critic[15:] == [1.0] * 5
+    assert [warmup_factor(done, 0) for done in range(3)] == [1.0, 1.0, 1.0]
+
+
+def test_a_non_zero_warmup_share_is_never_rounded_to_zero_steps():
+    from s3core.config.schema import PPOConfig
+
+    short = PPOConfig(total_steps=20)  # 1% of 20 steps: int() gives 0, the warm-up would vanish
+    assert short.warmup_steps(0.01) == 1 and short.warmup_steps(0.0) == 0 and short.warmup_steps(0.5) == 10
+
+
+def test_the_old_single_warmup_ratio_is_refused_with_the_fix():
+    from s3core.config.schema import PPOConfig
+
+    with pytest.raises(ValueError, match="actor_warmup_ratio and critic_warmup_ratio"):
+        PPOConfig(warmup_ratio=0.01)

@@ -43,7 +43,7 @@ def _target(tokenizer) -> set[int]:
     return set(ordinary[: len(ordinary) // 10])
 
 
-def _toy_learner(policy_dir, ppo: PPOConfig, total_updates: int, device: str = "cpu"):
+def _toy_learner(policy_dir, ppo: PPOConfig, device: str = "cpu"):
     """(tokenizer, learner, rollout policy over the learner's actor, the actor's weights before the engine)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -51,7 +51,7 @@ def _toy_learner(policy_dir, ppo: PPOConfig, total_updates: int, device: str = "
     tokenizer = AutoTokenizer.from_pretrained(policy_dir)
     model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32)
     before = [p.detach().clone() for p in model.parameters()]
-    learner = PPOLearner(model, ppo, total_updates=total_updates, temperature=1.0)
+    learner = PPOLearner(model, ppo, temperature=1.0)
     policy = TransformersPolicy(str(policy_dir), device=device, model=learner.policy_model, tokenizer=tokenizer)
     return tokenizer, learner, policy, before
 
@@ -66,9 +66,9 @@ def _sample(policy, prompt: list[int], n: int, tokens: int, seed: int) -> tuple[
 def _run(policy_dir, estimator: str, group_size: int, device: str = "cpu", bf16: bool = False) -> tuple[list[float], bool]:
     ppo = PPOConfig(estimator=estimator, train_batch_size=32 // group_size, samples_per_question=group_size,
                     mini_batch_size=16, actor_lr=6e-3, critic_lr=6e-3,
-                    kl_coef=0.0, entropy_coef=0.0, warmup_ratio=0.0, zero_stage=2, bf16=bf16,
+                    kl_coef=0.0, entropy_coef=0.0, critic_warmup_ratio=0.0, zero_stage=2, bf16=bf16,
                     gradient_checkpointing=False, total_steps=MAX_STEPS, save_every=MAX_STEPS)
-    tokenizer, learner, policy, before = _toy_learner(policy_dir, ppo, MAX_STEPS * 2, device)
+    tokenizer, learner, policy, before = _toy_learner(policy_dir, ppo, device)
     target = _target(tokenizer)
     prompt = tokenizer("Say the words.", add_special_tokens=False)["input_ids"]
     rewards = []
@@ -107,9 +107,9 @@ def test_ppo_learns_with_deepspeed_on_a_cuda_gpu(policy_dir, bf16):
 
 
 def test_a_critic_warmup_step_trains_the_critic_and_leaves_the_actor(policy_dir):
-    ppo = PPOConfig(train_batch_size=8, mini_batch_size=4, actor_lr=1e-2, critic_lr=1e-2, warmup_ratio=0.0,
+    ppo = PPOConfig(train_batch_size=8, mini_batch_size=4, actor_lr=1e-2, critic_lr=1e-2, critic_warmup_ratio=0.0,
                     bf16=False, gradient_checkpointing=False, total_steps=4, critic_warmup_steps=2)
-    tokenizer, learner, policy, _ = _toy_learner(policy_dir, ppo, total_updates=8)
+    tokenizer, learner, policy, _ = _toy_learner(policy_dir, ppo)
     prompt = tokenizer("Say the words.", add_special_tokens=False)["input_ids"]
     _, rollouts = _sample(policy, prompt, 8, tokens=6, seed=1)
     batch = collate(rollouts, [float(i % 2) for i in range(8)], tokenizer.pad_token_id, list(range(8)))

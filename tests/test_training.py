@@ -63,6 +63,10 @@ def test_training_writes_checkpoints_and_events(training):
     for row in rows:
         assert row["turns_mean"] == max_turns and row["policy_tokens_mean"] > 0 and row["gbr_same"] == 4.0
         assert row["reward_mean"] == 0.0  # the random tiny generator answers nothing right
+    # the warm-up counts PPO steps from lr 0: the critic's 1% of 3 steps is one step, the actor has none
+    lr = training["cfg"].ppo
+    assert [r["critic_lr"] for r in rows] == [0.0, lr.critic_lr, lr.critic_lr]
+    assert [r["actor_lr"] for r in rows] == [lr.actor_lr] * 3
     from transformers import AutoModelForCausalLM
 
     from s3core.models.resolve import resolve_model_path

@@ -1,7 +1,10 @@
 """DeepSpeed engines for the actor and the critic (DESIGN.md section 3 "Training").
 
 One function turns a model and the PPO config into a DeepSpeed engine: ZeRO stage 0-3, bf16, optional
-CPU offload of the optimizer state, gradient clipping, a linear warm-up over `warmup_ratio` of the steps.
+CPU offload of the optimizer state, gradient clipping, AdamW with `weight_decay` (the public code's 0.01).
+The learning rate is not DeepSpeed's to schedule: `warmup_factor` gives verl's constant-with-warm-up schedule
+as a function of the PPO steps done, and the learner sets it before each step's updates (`set_lr`), so every
+mini-batch of a PPO step uses the same rate as in the public code, and a resumed run needs no scheduler state.
 The optimizer is torch's AdamW handed to DeepSpeed (a client optimizer), so no fused-Adam extension is
 compiled and the same code runs on CPU (gloo) and CUDA (nccl). The distributed group is set up from the
 launcher's environment; run in-process (tests, `make run`) it becomes a one-rank group on 127.0.0.1.
@@ -49,19 +52,29 @@ def deepspeed_config(ppo: PPOConfig, micro_batch: int, bf16: bool) -> dict[str, 
     }
 
 
-def warmup_schedule(optimizer: torch.optim.Optimizer, warmup_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear warm-up from 1/(warmup+1) of the lr to the full lr, then constant (the paper's ~1% warm-up)."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup_steps + 1)))
+def warmup_factor(steps_done: int, warmup_steps: int) -> float:
+    """The learning-rate factor of the PPO step after `steps_done` steps of this model: linear from 0 over
+    `warmup_steps` steps, then 1 (verl's get_constant_schedule_with_warmup, stepped once per PPO step). With no
+    warm-up it is 1 from the first step (verl's schedule gives that step lr 0 as well; docs/FIDELITY.md)."""
+    if warmup_steps <= 0:
+        return 1.0
+    return min(1.0, steps_done / warmup_steps)
 
 
-def make_engine(model: torch.nn.Module, lr: float, ppo: PPOConfig, micro_batch: int, total_updates: int):
-    """A DeepSpeed engine training `model` with AdamW at `lr` (warm-up over warmup_ratio of total_updates)."""
+def set_lr(engine, lr: float) -> None:
+    """Set the learning rate of every parameter group of a DeepSpeed engine's optimizer."""
+    for group in engine.optimizer.param_groups:
+        group["lr"] = lr
+
+
+def make_engine(model: torch.nn.Module, lr: float, ppo: PPOConfig, micro_batch: int):
+    """A DeepSpeed engine training `model` with AdamW at `lr` (the learner schedules the rate, `set_lr`)."""
     import deepspeed
 
     ensure_distributed()
     bf16 = ppo.bf16 and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=0.0)
-    scheduler = warmup_schedule(optimizer, int(ppo.warmup_ratio * total_updates))
-    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=scheduler,
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                                  weight_decay=ppo.weight_decay)
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
                                            config=deepspeed_config(ppo, micro_batch, bf16))
     return engine

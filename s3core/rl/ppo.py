@@ -28,7 +28,7 @@ from torch import nn
 from s3core.config.schema import PPOConfig
 from s3core.rl import core
 from s3core.rl.batch import RolloutBatch
-from s3core.rl.engine import make_engine
+from s3core.rl.engine import make_engine, set_lr, warmup_factor
 
 ACTOR_STATS = ("pg_loss", "entropy", "clip_fraction", "approx_kl")  # what an actor step reports
 
@@ -74,8 +74,7 @@ class Prepared:
 class PPOLearner:
     """The actor (and critic) engines and the update; `policy_model` is what the rollout engine samples from."""
 
-    def __init__(self, actor: nn.Module, ppo: PPOConfig, total_updates: int, temperature: float,
-                 reference: nn.Module | None = None):
+    def __init__(self, actor: nn.Module, ppo: PPOConfig, temperature: float, reference: nn.Module | None = None):
         self.ppo = ppo
         self.estimator = core.estimator_from_name(ppo.estimator)
         self.temperature = temperature
@@ -85,8 +84,9 @@ class PPOLearner:
         self.reference = None
         if ppo.kl_coef > 0:
             self.reference = (reference if reference is not None else copy.deepcopy(actor)).eval().requires_grad_(False)
-        self.actor = make_engine(actor, ppo.actor_lr, ppo, ppo.mini_batch_size, total_updates)
-        self.critic = make_engine(critic, ppo.critic_lr, ppo, ppo.mini_batch_size, total_updates) if critic else None
+        self.actor = make_engine(actor, ppo.actor_lr, ppo, ppo.mini_batch_size)
+        self.critic = make_engine(critic, ppo.critic_lr, ppo, ppo.mini_batch_size) if critic else None
+        self.actor_warmup, self.critic_warmup = ppo.warmup_steps(ppo.actor_warmup_ratio), ppo.warmup_steps(ppo.critic_warmup_ratio)
         if self.reference is not None:
             self.reference.to(self.actor.device)
 
@@ -130,9 +130,15 @@ class PPOLearner:
         advantages = core.grpo_advantages(batch.scores, batch.group, mask) - self.ppo.kl_coef * kl
         return Prepared(old_logp, ref_logp, None, advantages, None, kl)
 
+    def schedule(self, actor_steps_done: int, critic_steps_done: int) -> None:
+        """Set this PPO step's learning rates from the steps each model has trained so far (the warm-up)."""
+        set_lr(self.actor, self.ppo.actor_lr * warmup_factor(actor_steps_done, self.actor_warmup))
+        if self.critic is not None:
+            set_lr(self.critic, self.ppo.critic_lr * warmup_factor(critic_steps_done, self.critic_warmup))
+
     def update(self, batch: RolloutBatch, seed: int, train_actor: bool = True) -> dict[str, float]:
         """`ppo_epochs` passes of mini-batch updates; returns the step's metrics (means over updates).
-        train_actor=False updates the critic alone (a critic warm-up step)."""
+        train_actor=False updates the critic alone (a critic warm-up step). Call `schedule` first."""
         if not train_actor and self.critic is None:
             raise ValueError("a critic-only update needs a critic: estimator grpo has none")
         batch = batch.to(self.actor.device)
@@ -152,6 +158,8 @@ class PPOLearner:
         metrics.update(reward_mean=float(batch.scores.mean()), kl_mean=float(core.masked_mean(prep.kl, mask)),
                        policy_tokens_mean=float(mask.sum(1).mean()), actor_lr=float(self.actor.get_lr()[0]),
                        actor_updated=float(train_actor))
+        if self.critic is not None:
+            metrics["critic_lr"] = float(self.critic.get_lr()[0])
         return metrics
 
     def _update_minibatch(self, mb: RolloutBatch, prep: Prepared, index: torch.Tensor,
