@@ -114,12 +114,13 @@ def corpus_spec(cfg: RunConfig, part: CorpusPart, world: Manifest | None = None)
 
 
 def questions_spec(cfg: RunConfig, qa: QASetConfig, world: Manifest | None = None) -> StageSpec:
-    shard_rows = cfg.questions.shard_rows
-    identity = {**qa.model_dump(mode="json"), "source": source_identity(qa.source), "shard_rows": shard_rows}
+    shard_rows, question_mark = cfg.questions.shard_rows, cfg.questions.append_question_mark
+    identity = {**qa.model_dump(mode="json"), "source": source_identity(qa.source), "shard_rows": shard_rows,
+                "append_question_mark": question_mark}
     inputs = {"world": world} if world is not None and qa.source.kind == "tiny_world" else {}
 
     def build(ctx: StageContext) -> StageResult:
-        return ingest_questions(ctx, qa, shard_rows, _world_dir(ctx))
+        return ingest_questions(ctx, qa, shard_rows, _world_dir(ctx), append_question_mark=question_mark)
 
     return StageSpec("questions", identity, inputs, build, code=INGEST_CODE)
 

@@ -161,10 +161,10 @@ def test_latest_is_the_newest_complete_checkpoint_of_the_setting(tmp_path, monke
     old = _checkpoint(files, 2, store_root=root)
     store.write_manifest(Manifest(stage="train", key="k1", kind="dir", uri=str(files.parent), config_hash="c",
                                   code_hash="c", content_hash="h", stats={"run": "t"}))
-    running = tmp_path / "cache" / "staging" / "train" / "k2"
+    running = store.staging_root() / "train" / "k2"
     newer = _checkpoint(running, 1, store_root=root)
     _checkpoint(running, 2, done=False, store_root=root)  # being written: not a candidate
-    _checkpoint(tmp_path / "cache" / "staging" / "train" / "k3", 9, name="someone-else", store_root=root)
+    _checkpoint(store.staging_root() / "train" / "k3", 9, name="someone-else", store_root=root)
     os.utime(old / "done", (time.time() - 60, time.time() - 60))
     assert latest_checkpoint(store, "t").folder == newer
     with pytest.raises(CheckpointError, match="no complete checkpoint of 'nobody'"):

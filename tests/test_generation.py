@@ -9,9 +9,15 @@ which strips to a blank reply (a legitimate, empty answer). Untied, it writes (n
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
+
+import httpx
 
 import pytest
 
@@ -20,6 +26,7 @@ from s3core.data.tiny_world import TinyWorldConfig, generate_world
 from s3core.generation.backends import BackendName, backend_name, make_backend
 from s3core.generation.base import GenerationParams, GeneratorError
 from s3core.generation.local_server import start_transformers_server, stop_server
+from s3core.generation.anthropic_backend import AnthropicChatBackend
 from s3core.generation.openai_backend import OpenAIChatBackend
 from s3core.generation.transformers_backend import TransformersChatBackend
 from s3core.models import tiny
@@ -143,7 +150,7 @@ def test_registry_unknown_name_lists_valid_names():
     with pytest.raises(ValueError, match="unknown generator backend 'vllm'") as failure:
         backend_name("vllm")
     assert all(repr(name.value) in str(failure.value) for name in BackendName)
-    with pytest.raises(ValueError, match="'openai', 'transformers'"):
+    with pytest.raises(ValueError, match="'openai', 'anthropic', 'transformers'"):
         make_backend(GeneratorConfig.model_construct(backend="vllm", model="m"), None)
 
 
@@ -162,7 +169,50 @@ def test_registry_builds_both_backends(generator_dir, monkeypatch):
     )
     remote = make_backend(cfg, tiny_root)
     assert isinstance(remote, OpenAIChatBackend)
-    assert remote.model == str(generator_dir) and remote.max_retries == 2 and "Authorization" not in remote._headers
+    assert remote.model == str(generator_dir) and remote.max_retries == 2 and "Authorization" not in remote.headers()
 
     monkeypatch.setenv("S3_TEST_GENERATOR_KEY", "secret")
-    assert make_backend(cfg, tiny_root)._headers == {"Authorization": "Bearer secret"}
+    assert make_backend(cfg, tiny_root).headers() == {"Authorization": "Bearer secret"}
+    claude = make_backend(GeneratorConfig(backend="anthropic", model="claude-3-haiku-20240307",
+                                          base_url="https://api.anthropic.com", api_key_env="S3_TEST_GENERATOR_KEY"))
+    assert isinstance(claude, AnthropicChatBackend) and claude.chat_url() == "https://api.anthropic.com/v1/messages"
+    assert claude.headers() == {"anthropic-version": "2023-06-01", "x-api-key": "secret"}
+
+
+# --- Anthropic backend against a loopback server that speaks the Messages API ---------------------------
+@pytest.fixture()
+def anthropic_server(generator_dir):
+    """Start tests/anthropic_server.py with the given fault flags; yields its base URL; stopped by PID."""
+    procs = []
+
+    def start(*flags: str) -> str:
+        proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("anthropic_server.py")), "--model",
+                                 str(generator_dir), *flags], stdout=subprocess.PIPE, text=True)
+        procs.append(proc)
+        port = int(proc.stdout.readline())
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for proc in procs:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_anthropic_backend_sends_the_messages_api_and_retries_overload(anthropic_server, local_backend):
+    base = anthropic_server("--overloaded-first", "2")
+    claude = AnthropicChatBackend(base, "claude-test", api_key="test-key", max_retries=3, backoff_s=0.01, concurrency=1)
+    asyncio.run(claude.health())
+    # the same greedy model behind the API: the system message travelled as the top-level `system` field
+    assert asyncio.run(claude.generate(CHATS[:2], GREEDY)) == asyncio.run(local_backend.generate(CHATS[:2], GREEDY))
+    asyncio.run(claude.generate(CHATS[:1], GenerationParams(max_new_tokens=None)))
+    last = httpx.get(f"{base}/last").json()
+    assert last["max_tokens"] == 500 and last["system"].startswith("Answer from the documents")  # the required limit
+
+
+def test_anthropic_backend_fails_fast_on_a_bad_key_and_reports_missing_text(anthropic_server):
+    base = anthropic_server("--no-text")
+    wrong = AnthropicChatBackend(base, "claude-test", api_key="wrong", max_retries=3, backoff_s=10.0)
+    with pytest.raises(GeneratorError, match="HTTP 401"):
+        asyncio.run(wrong.generate(CHATS[:1], GREEDY))
+    right = AnthropicChatBackend(base, "claude-test", api_key="test-key")
+    assert asyncio.run(right.generate(CHATS[:2], GREEDY)) == [None, None]  # no text block: a non-answer

@@ -113,6 +113,10 @@ def test_context_lines_keep_titles_intact():
 def test_yes_no_rule():
     assert is_yes_no(["Yes"]) and is_yes_no([" no ", "TRUE", "false"])
     assert not is_yes_no(["yes", "Lyon"]) and not is_yes_no(["Lyon"]) and not is_yes_no([])
+    assert is_yes_no(["yes", "Lyon"], "any_gold_exact") and is_yes_no(["False"], "any_gold_exact")
+    assert not is_yes_no(["YES"], "any_gold_exact") and not is_yes_no(["yes."], "any_gold_exact")
+    with pytest.raises(ValueError, match=r"valid: \['all_gold', 'any_gold_exact'\]"):
+        is_yes_no(["yes"], "some")
 
 
 def test_naive_rag_rows_on_the_test_split(world):
@@ -221,6 +225,13 @@ def test_training_pool_on_a_handmade_train_set(world, monkeypatch):
     assert all(r["naive_genacc"] is False and r["data_source"] == "handmade" for r in rows)
     assert {k: manifest.stats[k] for k in ("total", "naive_correct", "yes_no_filtered", "kept")} == {
         "total": 6, "naive_correct": 2, "yes_no_filtered": 2, "kept": 2}
+
+    # the public code's rule drops a question when ANY gold is exactly yes/no/true/false (lower or capitalised)
+    public = cfg.model_copy(update={"reward": cfg.reward.model_copy(update={"yes_no_filter": "any_gold_exact"})})
+    public_pool = training_pool_spec(public, [naive_train])
+    assert public_pool.key != training_pool_spec(cfg, [naive_train]).key
+    rows = store.read_table(public_pool.run(store)).to_pylist()
+    assert [r["golden_answers"] for r in rows] == [[" no ", "TRUE"], ["Lyon"]]  # spaced / upper case stay
 
 
 def test_judge_decides_what_span_check_rejects(world, monkeypatch):

@@ -84,6 +84,7 @@ class CorpusConfig(_Section):
     )
     shard_rows: int = Field(default=200_000, gt=0, description="input lines per Parquet shard (the unit of resume)")
     max_passages: int | None = Field(default=None, gt=0, description="read at most this many lines of each part (debugging)")
+    allow_empty: bool = Field(default=False, description="accept a corpus part with no passages (otherwise an error)")
 
     @field_validator("parts")
     @classmethod
@@ -104,6 +105,7 @@ class QASetConfig(_Section):
     mirage_subset: str | None = Field(default=None, description="MIRAGE benchmark.json key (medqa, medmcqa, pubmedqa, bioasq, mmlu)")
     on_malformed: Literal["error", "skip"] = "error"
     limit: int | None = Field(default=None, gt=0, description="read at most this many questions")
+    allow_empty: bool = Field(default=False, description="accept a QA set with no questions (otherwise an error)")
 
     @model_validator(mode="after")
     def _mirage_needs_subset(self) -> QASetConfig:
@@ -117,6 +119,10 @@ class QASetConfig(_Section):
 class QuestionsConfig(_Section):
     sets: list[QASetConfig] = Field(default_factory=list, description="QA sets to ingest, each its own cached artifact")
     shard_rows: int = Field(default=50_000, gt=0, description="questions per Parquet shard")
+    append_question_mark: bool = Field(
+        default=False,
+        description="end every question with '?' when it does not already (the public s3 code does this to its "
+        "train and test questions; the datasets' own text otherwise, e.g. NQ's questions have none)")
 
     @field_validator("sets")
     @classmethod
@@ -180,15 +186,28 @@ class RetrievalConfig(_Section):
 
 
 class GeneratorConfig(_Section):
-    backend: Literal["openai", "transformers"] = Field(default="openai", description="openai = any OpenAI-compatible endpoint (vLLM)")
+    backend: Literal["openai", "anthropic", "transformers"] = Field(
+        default="openai",
+        description="openai = any OpenAI-compatible endpoint (vLLM, hosted APIs); anthropic = the Anthropic Messages "
+        "API (Claude-3-Haiku, the paper's headline generator; base_url https://api.anthropic.com); transformers = "
+        "in-process")
     model: str = Field(default="Qwen/Qwen2.5-14B-Instruct", description="model name at the endpoint, or HF folder / 'tiny:generator'")
     base_url: str | None = Field(default="http://127.0.0.1:8001/v1", description="endpoint of the openai backend")
-    api_key_env: str = Field(default="OPENAI_API_KEY", description="environment variable holding the API key")
+    api_key_env: str = Field(default="OPENAI_API_KEY", description="environment variable holding the API key (ANTHROPIC_API_KEY for anthropic)")
+    anthropic_version: str = Field(default="2023-06-01", description="the anthropic-version header of the anthropic backend")
     concurrency: int = Field(default=64, gt=0)
     timeout_s: float = Field(default=120.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
-    max_new_tokens: int = Field(default=64, gt=0)
+    max_new_tokens: int | None = Field(
+        default=64, gt=0,
+        description="answer length limit; null = none sent (the public s3 code's: the server's own default; the "
+        "anthropic API requires one, so it then gets 500 as in the public code, the in-process backend 512)")
     temperature: float = Field(default=0.0, ge=0.0, description="the paper's generator is greedy")
+    max_empty_share: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="a batch of answers in which more than this share are empty (or `content: null`) fails with "
+        "GeneratorError instead of scoring them 0: a working LLM generator always answers something. 1.0 allows "
+        "any, for a model that abstains by design (the tiny world's extractive reader)")
     serve: Literal["none", "transformers"] = Field(
         default="none",
         description="none = use base_url as it is; transformers = start `transformers serve` on 127.0.0.1 for "
@@ -213,6 +232,11 @@ class SearcherConfig(_Section):
     topk_per_query: int = Field(default=8, gt=0, description="the first 8 of 8-3-3")
     max_selected_per_turn: int = Field(default=3, gt=0, description="the middle 3 of 8-3-3")
     max_search_turns: int = Field(default=3, gt=0, description="search turns after the initial retrieval (the last 3 of 8-3-3)")
+    max_turns: int | None = Field(
+        default=None, gt=0,
+        description="policy turns, invalid ones included; null = max_search_turns + 1, so the last turn can still "
+        "tag the last block (it never searches). The public code's max_turns=3 is max_search_turns 4, max_turns 5 "
+        "here (docs/FIDELITY.md)")
     context_rule: Literal["structured", "public_code"] = Field(
         default="structured",
         description="structured: context from the environment's own record (fixes the public code's defects); "
@@ -228,6 +252,11 @@ class SearcherConfig(_Section):
         default="searcher_s3",
         description="the s3 searcher's prompt template (s3core/generation/prompts): searcher_s3 = the protocol "
         "explained in full; searcher_s3_brief = the same tags in four lines, for models trained from scratch (tiny)")
+
+    @property
+    def turn_budget(self) -> int:
+        """Policy turns per trajectory (max_turns, default max_search_turns + 1)."""
+        return self.max_turns if self.max_turns is not None else self.max_search_turns + 1
 
     @field_validator("prompt")
     @classmethod
@@ -360,6 +389,10 @@ class EvaluationConfig(_Section):
         description="null = full test sets (the paper); 3000 = the public code's sampled mode (<= 3,000 questions per "
         "set, drawn with sample_seed). Applied where contexts are made, so inference is sampled too")
     sample_seed: int = Field(default=42, description="seed of the per-set sample (the public code used 42)")
+    max_context_docs: int | None = Field(
+        default=None, gt=0,
+        description="at most this many passages in an evaluated context (null = all; the public code's evaluation "
+        "keeps 20). Applied where contexts are made; training contexts are never capped")
     judge_only_sources: list[str] = Field(
         default_factory=list,
         description="data sources whose GenAcc is the judge's verdict alone (MIRAGE: medqa, medmcqa, pubmedqa, bioasq, "
@@ -370,6 +403,15 @@ class EvaluationConfig(_Section):
 class RewardConfig(_Section):
     kind: Literal["gbr", "gbr_plus_genacc"] = Field(default="gbr", description="gbr = the paper's Gain Beyond RAG; gbr_plus_genacc = the public code's")
     use_judge: bool = Field(default=True, description="GenAcc = span_check OR judge_check")
+    judge_prompt: Literal["judge", "judge_response_only"] = Field(
+        default="judge",
+        description="judge = the question, the gold answers and the response; judge_response_only = the gold "
+        "answers and the response, without the question, as the public code's judge is asked")
+    yes_no_filter: Literal["all_gold", "any_gold_exact"] = Field(
+        default="all_gold",
+        description="which questions the training pool drops as yes/no: all_gold = every gold answer is yes/no/true/"
+        "false (any case); any_gold_exact = some gold answer is exactly yes, no, true or false, lower case or "
+        "capitalised (the public code's rule, so 'YES' or 'yes.' stay)")
 
 
 class PPOConfig(_Section):
@@ -384,7 +426,18 @@ class PPOConfig(_Section):
     ppo_epochs: int = Field(default=1, gt=0)
     actor_lr: float = Field(default=1e-6, gt=0)
     critic_lr: float = Field(default=1e-5, gt=0)
-    warmup_ratio: float = Field(default=0.01, ge=0, lt=1)
+    actor_warmup_ratio: float = Field(
+        default=0.0, ge=0, lt=1,
+        description="linear learning-rate warm-up of the actor, as a share of lr_schedule_steps (the public code: 0)")
+    critic_warmup_ratio: float = Field(
+        default=0.01, ge=0, lt=1,
+        description="linear learning-rate warm-up of the critic, as a share of lr_schedule_steps (the public code: "
+        "0.01). The warm-up counts PPO steps, starts at lr 0 and never rounds a non-zero share to 0 steps")
+    lr_schedule_steps: int | None = Field(
+        default=None, gt=0,
+        description="PPO steps the warm-up shares are taken of; null = total_steps. The public code takes them of "
+        "trainer.total_training_steps = 1500, so its critic warms up over 15 PPO steps of the 20 it trains")
+    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay of actor and critic (the public code's 0.01)")
     critic_warmup_steps: int = Field(
         default=0, ge=0,
         description="PPO steps at the start in which only the critic learns (veRL's trainer.critic_warmup): the "
@@ -397,6 +450,10 @@ class PPOConfig(_Section):
     temperature: float = Field(default=0.6, gt=0)
     top_p: float = Field(default=0.95, gt=0, le=1)
     max_new_tokens_per_turn: int = Field(default=500, gt=0)
+    initial_topk: int | None = Field(
+        default=None, gt=0,
+        description="passages the training prompt starts with; null = searcher.initial_topk (3, as at evaluation). "
+        "The public code trains with 12 and evaluates with 3")
     max_obs_tokens: int = Field(default=1400, gt=0)
     max_context_tokens: int = Field(default=8000, gt=0)
     total_steps: int = Field(default=20, gt=0, description="the published checkpoint is step 20 (2.4k questions)")
@@ -407,6 +464,22 @@ class PPOConfig(_Section):
     bf16: bool = True
     gradient_checkpointing: bool = True
     tensorboard: bool = Field(default=True, description="also write per-step metrics as TensorBoard scalars under <train dir>/tensorboard")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _warmup_ratio_was_split(cls, data):
+        if isinstance(data, dict) and "warmup_ratio" in data:
+            raise ValueError(
+                f"ppo.warmup_ratio ({data['warmup_ratio']}) was split into actor_warmup_ratio and critic_warmup_ratio, "
+                "which count PPO steps of lr_schedule_steps: set those instead (the public code: actor 0, critic "
+                "0.01 of 1500 steps)")
+        return data
+
+    def warmup_steps(self, ratio: float) -> int:
+        """PPO steps of linear warm-up for a share of the schedule: verl's int(ratio x steps), except that a
+        non-zero share is at least one step."""
+        steps = int(ratio * (self.lr_schedule_steps or self.total_steps))
+        return max(steps, 1) if ratio > 0 else 0
 
     @model_validator(mode="after")
     def _whole_mini_batches(self) -> PPOConfig:

@@ -26,14 +26,33 @@ class RecordError(ValueError):
     """One malformed input record."""
 
 
-def parse_json_line(line: str) -> dict[str, Any]:
+def parse_json_line(line: str | bytes) -> dict[str, Any]:
+    if isinstance(line, bytes):
+        try:
+            line = line.decode("utf-8")
+        except UnicodeDecodeError as err:
+            raise RecordError(f"not UTF-8 text (byte 0x{line[err.start]:02x} at byte {err.start + 1}); save the file "
+                              "as UTF-8") from None
     try:
         record = json.loads(line)
     except json.JSONDecodeError as err:
         raise RecordError(f"not valid JSON ({err.msg} at column {err.colno})") from None
+    except (ValueError, RecursionError) as err:  # numbers too long to convert, absurd nesting
+        raise RecordError(f"not usable JSON ({str(err)[:120]})") from None
     if not isinstance(record, dict):
         raise RecordError(f"expected a JSON object, got {type(record).__name__}")
     return record
+
+
+def checked_text(value: str, field: str, owner: str) -> str:
+    """`value` if it is valid Unicode text; a lone surrogate (a JSON escape such as \\ud800 without its pair)
+    is a RecordError naming the field, since it cannot be stored or tokenised."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RecordError(f'{owner}: "{field}" holds a lone surrogate (\\u{ord(value[err.start]):04x} at character '
+                          f"{err.start + 1}), which is not text: fix the escape or drop the character") from None
+    return value
 
 
 def split_wiki_contents(contents: str) -> tuple[str, str]:
@@ -62,7 +81,8 @@ def passage_from_record(record: dict[str, Any]) -> dict[str, str]:
         )
     if not text:
         raise RecordError(f"passage {pid!r} has empty text")
-    return {"id": pid, "title": title, "text": text}
+    owner = f"passage {checked_text(pid, 'id', 'a passage')!r}"
+    return {"id": pid, "title": checked_text(title, "title", owner), "text": checked_text(text, "text", owner)}
 
 
 def _answers_list(value: Any, qid: str) -> list[str]:
@@ -83,13 +103,14 @@ def question_from_flashrag(record: dict[str, Any], data_source: str, split: str,
     if answers is None:
         raise RecordError(f'question {qid!r}: missing "golden_answers" (FlashRAG format: {{"id", "question", "golden_answers": [..]}})')
     metadata = record.get("metadata") or {}
+    owner = f"question {checked_text(qid, 'id', 'a question')!r}"
     return {
         "id": qid,
         "data_source": data_source,
         "split": split,
-        "question": question.strip(),
-        "golden_answers": _answers_list(answers, qid),
-        "metadata": json.dumps(metadata, ensure_ascii=False, sort_keys=True, default=str),
+        "question": checked_text(question.strip(), "question", owner),
+        "golden_answers": [checked_text(a, "golden_answers", owner) for a in _answers_list(answers, qid)],
+        "metadata": checked_text(json.dumps(metadata, ensure_ascii=False, sort_keys=True, default=str), "metadata", owner),
     }
 
 
@@ -105,6 +126,7 @@ def question_from_mirage(record: dict[str, Any], data_source: str, split: str, q
     if not question:
         raise RecordError(f'MIRAGE item {qid!r}: "question" must be a non-empty string')
     listed = "\n".join(f"{letter}. {text}" for letter, text in sorted(options.items()))
+    checked_text(question + listed, "question", f"MIRAGE item {qid!r}")
     return {
         "id": qid,
         "data_source": data_source,

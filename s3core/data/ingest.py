@@ -48,6 +48,7 @@ from s3core.data.sources import (
     iter_jsonl_lines,
 )
 from s3core.store.stage import StageContext, StageResult
+from s3core.store.store import shard_name
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +118,14 @@ def _iter_parquet_rows(path: Path) -> Iterator[tuple[int, str]]:
     if not path.exists():
         raise SourceError(f"{path}: no such file; check the path in your config")
     number = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-        for row in batch.to_pylist():
-            number += 1
-            yield number, json.dumps(row, ensure_ascii=False, default=str)
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+            for row in batch.to_pylist():
+                number += 1
+                yield number, json.dumps(row, ensure_ascii=False, default=str)
+    except (pa.ArrowException, OSError) as err:
+        raise SourceError(f"{path}: not a readable Parquet file after row {number} ({err}); check that the file is "
+                          "Parquet and whole, or give a .jsonl source") from None
 
 
 def _chunks(items: Iterable, size: int) -> Iterator[list]:
@@ -196,7 +201,7 @@ def _estimate_shards(size_bytes: int | None, chunk: list[tuple[int, str]], shard
     """Shards a source will make, guessed from its size and the first chunk's bytes per line (None: unknown)."""
     lines = None
     if size_bytes:
-        per_line = sum(len(raw.encode("utf-8")) for _, raw in chunk) / max(1, len(chunk))
+        per_line = sum(len(raw if isinstance(raw, bytes) else raw.encode("utf-8")) for _, raw in chunk) / max(1, len(chunk))
         lines = int(size_bytes / max(per_line, 1.0))
     if limit is not None:
         lines = min(lines, limit) if lines is not None else limit
@@ -214,11 +219,20 @@ def ingest_corpus(ctx: StageContext, cfg: CorpusConfig, part: CorpusPart, world_
         ctx, lambda skip: iter_records(resolved, skip), parse, PASSAGES_SCHEMA, cfg.shard_rows,
         resolved.label, cfg.on_malformed, cfg.max_passages, _plain_file_size(resolved),
     )
+    check_ingested(ctx, resolved.label, "passage", cfg.allow_empty)
     result.stats.update({"source": resolved.label, "part": part.name})
     return result
 
 
-def ingest_questions(ctx: StageContext, qa: QASetConfig, shard_rows: int, world_dir: Path | None = None) -> StageResult:
+def with_question_mark(row: dict[str, Any]) -> dict[str, Any]:
+    """The question ending in '?' (added when it ends otherwise), as the public s3 code prepares its sets."""
+    if not row["question"].endswith("?"):
+        row["question"] += "?"
+    return row
+
+
+def ingest_questions(ctx: StageContext, qa: QASetConfig, shard_rows: int, world_dir: Path | None = None,
+                     append_question_mark: bool = False) -> StageResult:
     resolved = resolve_source(qa.source, world_dir, progress=ctx.progress)
     if qa.format == "mirage":
         records = lambda skip: itertools.islice(_iter_mirage_items(resolved, qa.mirage_subset or ""), skip, None)  # noqa: E731
@@ -226,12 +240,39 @@ def ingest_questions(ctx: StageContext, qa: QASetConfig, shard_rows: int, world_
     else:
         records = lambda skip: iter_records(resolved, skip)  # noqa: E731
         parse = lambda record, number: question_from_flashrag(record, qa.name, qa.split, f"{qa.name}_{qa.split}_{number}")  # noqa: E731
+    if append_question_mark:
+        parse_plain = parse
+        parse = lambda record, number: with_question_mark(parse_plain(record, number))  # noqa: E731
     result = write_sharded(
         ctx, records, parse, QUESTIONS_SCHEMA, shard_rows, resolved.label, qa.on_malformed, qa.limit,
         _plain_file_size(resolved) if qa.format == "flashrag" else None,
     )
+    check_ingested(ctx, resolved.label, "question", qa.allow_empty)
     result.stats.update({"source": resolved.label, "data_source": qa.name, "split": qa.split})
     return result
+
+
+def check_ingested(ctx: StageContext, label: str, what: str, allow_empty: bool) -> None:
+    """After the last shard: the artifact's ids are unique (the doc store and the naive-RAG cache look rows up
+    by id) and, unless allowed, there is at least one row. Raises IngestError naming the source; the shards
+    stay (a fixed source is a new key, a re-run of the same source fails the same way)."""
+    import pyarrow.compute as pc
+
+    writer = ctx.table_writer()
+    chunks = []
+    for index in sorted(writer.finished_shards()):
+        with ctx.store.fs.open(f"{writer.path}/{shard_name(index)}", "rb") as handle:
+            chunks += pq.read_table(handle, columns=["id"]).column("id").chunks
+    column = pa.chunked_array(chunks, type=pa.string())
+    if len(column) == 0 and not allow_empty:
+        raise IngestError(f"{label}: no {what}s were read (the source is empty, or every line was skipped): check the "
+                          f"source, or set allow_empty: true for this input if an empty set is intended")
+    if pc.count_distinct(column).as_py() < len(column):
+        counts = pc.value_counts(column)
+        repeated = [(v["values"], v["counts"]) for v in counts.to_pylist() if v["counts"] > 1]
+        examples = ", ".join(f"{value!r} x{count}" for value, count in repeated[:5])
+        raise IngestError(f"{label}: {len(repeated)} {what} ids appear more than once (e.g. {examples}); every {what} "
+                          "needs a unique id: deduplicate the source or give the records distinct ids")
 
 
 def _plain_file_size(resolved: ResolvedSource) -> int | None:
@@ -245,7 +286,9 @@ def _iter_mirage_items(resolved: ResolvedSource, subset: str) -> Iterator[tuple[
     if resolved.path is None:
         raise SourceError("MIRAGE questions come from its benchmark.json (file or url source)")
     try:
-        benchmark = json.loads(resolved.path.read_text(encoding="utf-8"))
+        benchmark = json.loads(resolved.path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise IngestError(f"{resolved.label}: not UTF-8 text (byte {err.start + 1}); expected MIRAGE's benchmark.json") from None
     except json.JSONDecodeError as err:
         raise IngestError(f"{resolved.label}: not valid JSON ({err.msg} at line {err.lineno}); expected MIRAGE's benchmark.json") from None
     if subset not in benchmark:

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -37,21 +38,29 @@ class SourceError(RuntimeError):
 
 
 # -- local files -------------------------------------------------------------------------------------
-def open_text(path: Path) -> io.TextIOBase:
-    """Open a .jsonl or .jsonl.gz file as text (UTF-8)."""
+def open_binary(path: Path) -> io.BufferedIOBase:
+    """Open a .jsonl or .jsonl.gz file as bytes (lines are decoded one by one, so a bad byte names its line)."""
     if not path.exists():
         raise SourceError(f"{path}: no such file; check the path in your config (relative paths are from the cwd)")
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")
-    return open(path, encoding="utf-8")
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def iter_jsonl_lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line text) for every non-blank line."""
-    with open_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                yield number, line
+def iter_jsonl_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, raw line bytes) for every non-blank line. A compressed file that is cut short
+    or corrupt is a SourceError naming the file and the last line read."""
+    number = 0
+    try:
+        with open_binary(path) as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield number, line
+    except (EOFError, OSError, zlib.error) as err:
+        if isinstance(err, FileNotFoundError):
+            raise
+        raise SourceError(
+            f"{path}: cannot read past line {number}: {err}. The file is truncated or corrupt (an interrupted "
+            "download or copy): fetch it again (for a URL source, delete it from the cache's downloads/ folder)"
+        ) from None
 
 
 def file_fingerprint(path: Path) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from s3core.config.schema import RunConfig
-from s3core.paths import cache_dir
 from s3core.rl.trainer import CHECKPOINT_PREFIX, DONE_MARKER, complete_checkpoints
 from s3core.store import ArtifactStore
 
@@ -107,7 +106,7 @@ def latest_checkpoint(store: ArtifactStore, run_name: str) -> Checkpoint:
     """The newest complete checkpoint of setting `run_name`: in completed train artifacts and in the
     staging folders of train stages still running (the nightly evaluation's choice)."""
     folders = [store.local_dir(m) for m in store.list_manifests("train") if m.stats.get("run") == run_name]
-    folders += [d for d in (cache_dir() / "staging" / "train").glob("*") if _run_name_of(d) == run_name]
+    folders += [d for d in store.staging_dirs("train") if _run_name_of(d) == run_name]
     found = [c for folder in folders for c in complete_checkpoints(folder)]
     if not found:
         raise CheckpointError(f"no complete checkpoint of {run_name!r} in {store.root} or the training staging area: "

@@ -19,9 +19,8 @@ import pyarrow as pa
 
 from s3core.config.schema import RunConfig
 from s3core.generation.backends import make_backend
-from s3core.generation.prompts import load_prompt
 from s3core.models.resolve import is_tiny
-from s3core.reward.precompute import GENERATOR_PROMPT, answer_and_score
+from s3core.reward.precompute import answer_and_score, answering_identity, empty_answers
 from s3core.store import Manifest, StageContext, StageResult, StageSpec
 from s3core.store.stage import write_missing_shards
 
@@ -46,11 +45,7 @@ def scoring_rule(cfg: RunConfig, data_source: str) -> str:
 
 
 def scores_identity(cfg: RunConfig, data_source: str) -> dict[str, Any]:
-    gen = cfg.generator
-    return {"generator": {"model": gen.model, "backend": gen.backend, "max_new_tokens": gen.max_new_tokens,
-                          "temperature": gen.temperature},
-            "scoring": scoring_rule(cfg, data_source), "prompt": load_prompt(GENERATOR_PROMPT).text,
-            "shard_rows": cfg.evaluation.shard_rows}
+    return {**answering_identity(cfg), "scoring": scoring_rule(cfg, data_source), "shard_rows": cfg.evaluation.shard_rows}
 
 
 def scores_spec(cfg: RunConfig, contexts: Manifest, tiny_models: Manifest | None) -> StageSpec:
@@ -102,4 +97,4 @@ async def _score_shard(chunk: list[dict[str, Any]], backend, cfg: RunConfig, rul
 def _shard_stats(rows: list[dict[str, Any]]) -> dict[str, float]:
     """Sums per shard (merged across shards into the manifest): means are sums / questions."""
     return {"questions": len(rows), "genacc_sum": sum(r["genacc"] for r in rows), "em_sum": sum(r["em"] for r in rows),
-            "f1_sum": sum(r["f1"] for r in rows)}
+            "f1_sum": sum(r["f1"] for r in rows), "empty_answers": empty_answers([r["answer"] for r in rows])}

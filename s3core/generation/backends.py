@@ -23,6 +23,7 @@ from s3core.registry import member_by_value
 
 class BackendName(str, enum.Enum):
     OPENAI = "openai"
+    ANTHROPIC = "anthropic"
     TRANSFORMERS = "transformers"
 
 
@@ -59,6 +60,17 @@ def _openai(cfg: GeneratorConfig, model: str) -> ChatBackend:
     )
 
 
+def _anthropic(cfg: GeneratorConfig, model: str) -> ChatBackend:
+    from s3core.generation.anthropic_backend import AnthropicChatBackend
+
+    if not cfg.base_url:
+        raise ValueError("generator.backend is 'anthropic' but generator.base_url is empty: set it to "
+                         "https://api.anthropic.com (or a server that speaks the Messages API)")
+    return AnthropicChatBackend(cfg.base_url, model, api_key=os.environ.get(cfg.api_key_env) or None,
+                                concurrency=cfg.concurrency, timeout_s=cfg.timeout_s, max_retries=cfg.max_retries,
+                                anthropic_version=cfg.anthropic_version)
+
+
 def _transformers(cfg: GeneratorConfig, model: str) -> ChatBackend:
     from s3core.reader.extractive import is_extractive_reader
 
@@ -73,6 +85,7 @@ def _transformers(cfg: GeneratorConfig, model: str) -> ChatBackend:
 
 BACKENDS: dict[BackendName, Callable[[GeneratorConfig, str], ChatBackend]] = {
     BackendName.OPENAI: _openai,
+    BackendName.ANTHROPIC: _anthropic,
     BackendName.TRANSFORMERS: _transformers,
 }
 

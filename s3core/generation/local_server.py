@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from s3core.supervise import stop_supervised, supervised
 
 LOG_TAIL_CHARS = 3000
 
@@ -84,7 +85,7 @@ def start_transformers_server(
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
-            _serve_command(model_dir, port, device, tuple(extra_args)),
+            supervised(_serve_command(model_dir, port, device, tuple(extra_args))),  # dies with this process
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -96,15 +97,9 @@ def start_transformers_server(
 
 
 def stop_server(proc: subprocess.Popen, grace_s: float = 10.0) -> None:
-    """Stop the server by its PID: SIGTERM, then SIGKILL if it is still alive after grace_s."""
-    if proc.poll() is not None:
-        return
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=grace_s)
+    """Stop a server started by start_transformers_server, by its supervisor's PID: SIGTERM (the server gets
+    it), then SIGKILL of what is left after grace_s."""
+    stop_supervised(proc, grace_s)
 
 
 def free_port() -> int:
@@ -122,8 +117,9 @@ class LocalServerPool:
     A server starts on the first `base_url()` for its model and stays up for the later stages of the same
     process (naive RAG of each QA set, training, evaluation), which saves its ~15 s start-up each time. One
     that died (killed, crashed) is started again on the next request. `stop_all()` stops every server by
-    PID; it is also registered with atexit, so a flow that ends, fails or is interrupted leaves none behind
-    (a SIGKILLed parent is the one case it cannot cover: its servers' PIDs are in their logs' names).
+    PID; it is also registered with atexit, so a flow that ends, fails or is interrupted leaves none behind.
+    Each server runs under `s3core.supervise`, so a SIGKILLed parent leaves none behind either: the
+    supervisor sees its parent gone and stops the server within a second or two.
     """
 
     def __init__(self) -> None:

@@ -7,6 +7,7 @@ and answers batches of chats. It follows the OpenAI backend's contract so the tw
 - prompts are LEFT-padded, so every row's new tokens start at the same column and a batched reply equals the
   reply to the same chat alone (up to float rounding of padded attention);
 - temperature 0 is greedy decoding (the paper's generator); temperature > 0 samples with top-p;
+- `max_new_tokens=None` (no limit, the public code's request to its server) is capped at UNCAPPED_NEW_TOKENS;
 - only the new tokens are decoded, with special tokens skipped, and the reply is stripped. A blank reply is a
   legitimate (wrong) answer from a working model and is returned as "": it scores 0 like any wrong answer.
   Failures to answer (a model that cannot load or run) raise `GeneratorError`.
@@ -25,6 +26,8 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from s3core.generation.base import GenerationParams, GeneratorError, Message
+
+UNCAPPED_NEW_TOKENS = 512  # what "no limit" means in-process: a model that never stops would run forever
 
 
 def _pick_device(device: str | None) -> torch.device:
@@ -99,7 +102,7 @@ class TransformersChatBackend:
         prompt_len = encoded["input_ids"].shape[1]  # T_prompt (left padding: every prompt ends here)
         output = self.model.generate(
             **encoded,
-            max_new_tokens=params.max_new_tokens,
+            max_new_tokens=params.max_new_tokens or UNCAPPED_NEW_TOKENS,
             pad_token_id=self.tokenizer.pad_token_id,
             **self._sampling_kwargs(params),
         )  # [B, T_prompt + T_new]

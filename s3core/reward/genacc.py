@@ -40,6 +40,7 @@ async def score_answers(
     use_judge: bool,
     judge_retries: int = 2,
     judge_only: bool = False,
+    judge_prompt: str = "judge",
 ) -> list[AnswerScore]:
     """Score each prediction against its gold answers; one AnswerScore per prediction, in order.
 
@@ -56,7 +57,7 @@ async def score_answers(
     if use_judge:
         to_judge = [i for i, ok in enumerate(spans) if judge_only or not ok]
         items = [JudgeItem(questions[i], list(golden_answers_list[i]), predictions[i]) for i in to_judge]
-        judged = dict(zip(to_judge, await judge_many(judge_backend, items, retries=judge_retries)))
+        judged = dict(zip(to_judge, await judge_many(judge_backend, items, retries=judge_retries, prompt_name=judge_prompt)))
     return [
         AnswerScore(
             genacc=judged[i] if judge_only else (spans[i] or judged.get(i, False)),

@@ -1,7 +1,8 @@
 """judge_check: an LLM decides whether a response contains any gold answer (DESIGN.md section 2, GenAcc).
 
 The judge sees the question, the gold answers and the response through the template
-`s3core/generation/prompts/judge.txt`, and answers at temperature 0 with at most 10 new tokens. Its reply is
+`s3core/generation/prompts/judge.txt` (or, with reward.judge_prompt: judge_response_only, the gold answers and
+the response alone, as the public code asks it), and answers at temperature 0 with at most 10 new tokens. Its reply is
 parsed strictly (`parse_verdict`): "yes" or "no", give or take case, whitespace and punctuation.
 
 Deliberate fix of the public s3 code, where a failed or odd judge reply quietly counted as "not correct":
@@ -64,9 +65,14 @@ def parse_verdict(text: str) -> bool:
     raise JudgeParseError(f"judge reply is not a yes/no verdict: {text!r}")
 
 
-def judge_conversation(item: JudgeItem) -> list[Message]:
-    """The single user turn that asks the judge about one item."""
-    prompt = load_prompt("judge").render(
+JUDGE_PROMPTS = ("judge", "judge_response_only")  # reward.judge_prompt: with the question, or without (public code)
+
+
+def judge_conversation(item: JudgeItem, prompt_name: str = "judge") -> list[Message]:
+    """The single user turn that asks the judge about one item (`prompt_name`: one of JUDGE_PROMPTS)."""
+    if prompt_name not in JUDGE_PROMPTS:
+        raise ValueError(f"unknown judge prompt {prompt_name!r}; valid: {list(JUDGE_PROMPTS)}")
+    prompt = load_prompt(prompt_name).render(
         question=item.question,
         golden_answers=json.dumps(list(item.golden_answers), ensure_ascii=False),
         response=item.response,
@@ -75,13 +81,14 @@ def judge_conversation(item: JudgeItem) -> list[Message]:
 
 
 async def _ask(backend: ChatBackend, conversations: list[list[Message]]) -> list[str]:
-    replies = await backend.generate(conversations, JUDGE_PARAMS)
+    replies = [r if r is not None else "" for r in await backend.generate(conversations, JUDGE_PARAMS)]
     if len(replies) != len(conversations):
         raise GeneratorError(f"judge backend {getattr(backend, 'name', backend)!r} returned {len(replies)} replies for {len(conversations)} conversations")
     return replies
 
 
-async def judge_many(backend: ChatBackend, items: Sequence[JudgeItem], retries: int = 2) -> list[bool]:
+async def judge_many(backend: ChatBackend, items: Sequence[JudgeItem], retries: int = 2,
+                     prompt_name: str = "judge") -> list[bool]:
     """One verdict per item, in order: True if the judge says the response holds a gold answer.
 
     One batched `generate` call for all items, then up to `retries` further batched calls for the items
@@ -92,7 +99,7 @@ async def judge_many(backend: ChatBackend, items: Sequence[JudgeItem], retries: 
         raise ValueError(f"retries must be >= 0, got {retries}")
     if not items:
         return []
-    conversations = [judge_conversation(item) for item in items]
+    conversations = [judge_conversation(item, prompt_name) for item in items]
     verdicts: list[bool | None] = [None] * len(items)
     last_reply: dict[int, str] = {}
     pending = list(range(len(items)))

@@ -2,8 +2,8 @@
 
     naive_rag      one row per question of one QA set: top-k passages retrieved with the question itself,
                    the generator's answer on that context, GenAcc / EM / F1           table, resumable by shard
-    training_pool  train questions where naive RAG fails and whose gold answers are not all
-                   yes/no/true/false (paper: 169,615 NQ+HotpotQA train questions -> 70,286)   table
+    training_pool  train questions where naive RAG fails and that are not yes/no questions (reward.yes_no_filter;
+                   paper: 169,615 NQ+HotpotQA train questions -> 70,286)                         table
 
 The Gain-Beyond-RAG reward subtracts GenAcc(naive top-3 RAG context) from GenAcc(s3 context), so the naive
 GenAcc of every training question is computed here once and cached as an artifact; the trainer reads it and
@@ -36,7 +36,7 @@ import pyarrow as pa
 from s3core.agent.context import format_docs
 from s3core.config.schema import RunConfig
 from s3core.generation.backends import make_backend
-from s3core.generation.base import ChatBackend, GenerationParams, Message
+from s3core.generation.base import ChatBackend, GenerationParams, GeneratorError, Message
 from s3core.generation.prompts import load_prompt
 from s3core.models.resolve import is_tiny
 from s3core.retrieval.base import DocStore, Retriever
@@ -50,6 +50,8 @@ NAIVE_RAG_CODE = ("reward", "generation", "retrieval", "agent/context.py")
 TRAINING_POOL_CODE = ("reward/precompute.py",)
 GENERATOR_PROMPT = "generator_system"
 YES_NO_ANSWERS = frozenset({"yes", "no", "true", "false"})
+# the public code's spellings: exact, lower case or capitalised
+PUBLIC_CODE_YES_NO = frozenset(w for word in YES_NO_ANSWERS for w in (word, word.capitalize()))
 
 NAIVE_RAG_SCHEMA = pa.schema([
     ("question_id", pa.string()), ("data_source", pa.string()), ("split", pa.string()), ("question", pa.string()),
@@ -70,23 +72,37 @@ def generator_messages(context: str, question: str) -> list[Message]:
     return [{"role": "system", "content": system}, {"role": "user", "content": question}]
 
 
-def is_yes_no(golden_answers: Sequence[str]) -> bool:
-    """True if every gold answer is yes/no/true/false (case-insensitive, stripped): such questions are
-    dropped from training (a coin flip gives them GenAcc 0.5, which the reward cannot tell from search)."""
+def is_yes_no(golden_answers: Sequence[str], rule: str = "all_gold") -> bool:
+    """Whether a question counts as yes/no, which training drops (a coin flip gives it GenAcc 0.5, which
+    the reward cannot tell from search). all_gold: every gold answer is yes/no/true/false, any case, stripped.
+    any_gold_exact (the public code's): some gold answer is exactly one of yes/no/true/false or Yes/No/True/False."""
+    if rule == "any_gold_exact":
+        return any(g in PUBLIC_CODE_YES_NO for g in golden_answers)
+    if rule != "all_gold":
+        raise ValueError(f"unknown yes/no filter {rule!r}; valid: ['all_gold', 'any_gold_exact']")
     return bool(golden_answers) and all(g.strip().lower() in YES_NO_ANSWERS for g in golden_answers)
+
+
+def answering_identity(cfg: RunConfig) -> dict[str, Any]:
+    """What changes an answer or its score: the generator settings, its prompt and the judge's (when judging).
+    The one identity behind the naive_rag, scores and train keys' generator part."""
+    gen = cfg.generator
+    return {
+        "generator": {"model": gen.model, "backend": gen.backend, "max_new_tokens": gen.max_new_tokens,
+                      "temperature": gen.temperature},
+        "prompt": load_prompt(GENERATOR_PROMPT).text,
+        "use_judge": cfg.reward.use_judge,
+        "judge_prompt": load_prompt(cfg.reward.judge_prompt).text if cfg.reward.use_judge else None,
+    }
 
 
 # -- naive_rag --------------------------------------------------------------------------------------------
 def naive_rag_identity(cfg: RunConfig, shard_rows: int) -> dict[str, Any]:
     """Everything that changes a naive_rag row, besides the input artifacts and the code."""
-    gen = cfg.generator
     return {
         "naive_retriever": cfg.retrieval.naive_retriever,
         "naive_topk": cfg.retrieval.naive_topk,
-        "generator": {"model": gen.model, "backend": gen.backend, "max_new_tokens": gen.max_new_tokens,
-                      "temperature": gen.temperature},
-        "use_judge": cfg.reward.use_judge,
-        "prompt": load_prompt(GENERATOR_PROMPT).text,
+        **answering_identity(cfg),
         "shard_rows": shard_rows,
     }
 
@@ -161,7 +177,27 @@ def build_naive_rag(ctx: StageContext, cfg: RunConfig, shard_rows: int) -> Stage
 
 def _shard_stats(rows: list[dict[str, Any]]) -> dict[str, int]:
     """Per-shard counts (summed across shards into the manifest); no timings, so resumed shards match."""
-    return {"questions": len(rows), "naive_correct": sum(r["genacc"] for r in rows)}
+    return {"questions": len(rows), "naive_correct": sum(r["genacc"] for r in rows),
+            "empty_answers": empty_answers([r["answer"] for r in rows])}
+
+
+def check_answers(replies: Sequence[str | None], max_empty_share: float, generator: str) -> list[str]:
+    """The replies as answers ("" for a reply without text), after refusing a batch of non-answers: more than
+    `max_empty_share` of them empty or null is a GeneratorError that says how many, never a column of 0s."""
+    missing = sum(r is None for r in replies)
+    empty = sum(r is not None and not r.strip() for r in replies)
+    if replies and missing + empty > max_empty_share * len(replies):
+        raise GeneratorError(
+            f"generator {generator!r} gave no answer to {missing + empty} of {len(replies)} requests "
+            f"({missing} replies without content, {empty} empty), more than generator.max_empty_share "
+            f"({max_empty_share}) allows: check the server's log and the model (a model that abstains by design "
+            "needs max_empty_share: 1.0)")
+    return ["" if r is None else r for r in replies]
+
+
+def empty_answers(answers: Sequence[str]) -> int:
+    """How many answers are empty (counted into the naive_rag and scores manifests)."""
+    return sum(not a.strip() for a in answers)
 
 
 async def answer_and_score(backend: ChatBackend, contexts: Sequence[str], questions: Sequence[str],
@@ -171,10 +207,12 @@ async def answer_and_score(backend: ChatBackend, contexts: Sequence[str], questi
     measurement behind the naive-RAG cache, the training reward and evaluation. The generator judges when
     use_judge; `judge_only` lets the judge alone decide GenAcc (MIRAGE)."""
     params = GenerationParams(max_new_tokens=cfg.generator.max_new_tokens, temperature=cfg.generator.temperature)
-    answers = await backend.generate([generator_messages(c, q) for c, q in zip(contexts, questions)], params)
+    replies = await backend.generate([generator_messages(c, q) for c, q in zip(contexts, questions)], params)
+    answers = check_answers(replies, cfg.generator.max_empty_share, cfg.generator.model)
     use_judge = cfg.reward.use_judge
     scores = await score_answers(answers, [list(g) for g in golden_answers], list(questions),
-                                 backend if use_judge else None, use_judge, judge_only=judge_only)
+                                 backend if use_judge else None, use_judge, judge_only=judge_only,
+                                 judge_prompt=cfg.reward.judge_prompt)
     return answers, scores
 
 
@@ -204,28 +242,29 @@ def _naive_row(question: dict[str, Any], doc_ids: list[str], context: str, answe
 
 # -- training_pool ----------------------------------------------------------------------------------------
 def training_pool_spec(cfg: RunConfig, naive: Sequence[Manifest]) -> StageSpec:
-    """The `training_pool` stage: naive-RAG failures of the train split, without yes/no questions.
-
-    `cfg` is accepted for symmetry with the other specs; the filter has no settings (its rule is the paper's).
-    """
+    """The `training_pool` stage: naive-RAG failures of the train split, without yes/no questions
+    (`reward.yes_no_filter` says which count as yes/no)."""
     inputs = {f"naive_rag/{i:03d}": m for i, m in enumerate(naive) if m.stats.get("split") == "train"}
     if not inputs:
         raise ValueError("training_pool needs at least one naive_rag artifact of a train-split QA set; none was given")
 
-    def build(ctx: StageContext) -> StageResult:
-        return build_training_pool(ctx)
+    rule = cfg.reward.yes_no_filter
 
-    return StageSpec("training_pool", {"rule": "naive_genacc_false_and_not_yes_no", "yes_no": sorted(YES_NO_ANSWERS)},
+    def build(ctx: StageContext) -> StageResult:
+        return build_training_pool(ctx, rule)
+
+    return StageSpec("training_pool", {"rule": "naive_genacc_false_and_not_yes_no", "yes_no_filter": rule},
                      inputs, build, code=TRAINING_POOL_CODE)
 
 
-def select_training_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def select_training_rows(rows: Sequence[dict[str, Any]], yes_no_filter: str = "all_gold"
+                         ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Rows kept for training and the counts of the filter (total, naive_correct, yes_no_filtered, kept).
 
     A naive-correct question counts as naive_correct even when its answer is yes/no; yes_no_filtered counts
     only the naive failures dropped for being yes/no."""
     failed = [r for r in rows if r["split"] == "train" and not r["genacc"]]
-    kept = [r for r in failed if not is_yes_no(r["golden_answers"])]
+    kept = [r for r in failed if not is_yes_no(r["golden_answers"], yes_no_filter)]
     train = sum(r["split"] == "train" for r in rows)
     stats = {"total": train, "naive_correct": train - len(failed), "yes_no_filtered": len(failed) - len(kept),
              "kept": len(kept)}
@@ -234,12 +273,12 @@ def select_training_rows(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str,
     return pool, stats
 
 
-def build_training_pool(ctx: StageContext) -> StageResult:
+def build_training_pool(ctx: StageContext, yes_no_filter: str = "all_gold") -> StageResult:
     columns = ["question_id", "data_source", "split", "question", "golden_answers", "genacc"]
     rows: list[dict[str, Any]] = []
     for _, manifest in sorted(ctx.inputs.items()):
         rows.extend(ctx.store.read_table(manifest, columns=columns).to_pylist())
-    pool, stats = select_training_rows(rows)
+    pool, stats = select_training_rows(rows, yes_no_filter)
     ctx.table_writer().write_shard(0, pa.Table.from_pylist(pool, schema=TRAINING_POOL_SCHEMA))
     ctx.progress(1, 1, f"training pool: {stats['kept']} of {stats['total']} train questions kept")
     return StageResult(stats=stats)

@@ -7,18 +7,20 @@ The stage starts the trainer as a subprocess (s3core.rl.launch): through the Dee
 machines (`--num_gpus` = the visible GPUs, so one GPU, several GPUs and, with `ppo.hostfile`, several
 nodes are the same code), and as a plain one-rank `python -m s3core.rl.launch` on a CPU, where DeepSpeed
 sets up a one-rank gloo group itself. The subprocess writes into the stage's staging folder, kept between
-attempts, so a killed run resumes from its newest complete checkpoint. Its `S3EVENT` lines become progress
-and `s3.checkpoint.saved` events (payload: run, key, step, path, store); a non-zero exit fails the stage with the
-tail of its log.
+attempts, so a killed run resumes from its newest complete checkpoint. The trainer runs under
+`s3core.supervise` (it and its ranks stop when this process dies, SIGKILL included) and writes its log
+straight to `train.log`, which this stage follows: its `S3EVENT` lines become progress and
+`s3.checkpoint.saved` events (payload: run, key, step, path, store); a non-zero exit fails the stage with the
+tail of its log. A killed attempt's lines stay in the log, followed by the next attempt's.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,12 +30,15 @@ import pyarrow.parquet as pq
 from s3core.config.schema import RunConfig
 from s3core.generation.local_server import free_port
 from s3core.models.resolve import is_tiny
+from s3core.reward.precompute import answering_identity
 from s3core.rl.launch import EVENT_PREFIX
 from s3core.store import Manifest, StageContext, StageResult, StageSpec
+from s3core.supervise import stop_supervised, supervised
 
 TRAIN_CODE = ("rl", "agent", "reward", "generation", "retrieval")
 CHECKPOINT_EVENT = "s3.checkpoint.saved"
 LOG_TAIL_CHARS = 4000
+FOLLOW_POLL_S = 0.05  # how often the log is read for new lines while the trainer runs
 # a parent that ran DeepSpeed itself (tests, notebooks) has these set; the trainer must get its own group
 DISTRIBUTED_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "GROUP_RANK", "MASTER_ADDR", "MASTER_PORT",
                    "CROSS_RANK", "CROSS_SIZE")
@@ -55,8 +60,7 @@ def train_spec(cfg: RunConfig, training_pool: Manifest, naive_rag: Sequence[Mani
         inputs["tiny_models"] = tiny_models
     identity = {"searcher": cfg.searcher.model_dump(mode="json", exclude={"rollout_batch_size"}),
                 "ppo": cfg.ppo.model_dump(mode="json", exclude={"tensorboard"}), "reward": cfg.reward.model_dump(mode="json"),
-                "generator": {"model": cfg.generator.model, "max_new_tokens": cfg.generator.max_new_tokens,
-                              "temperature": cfg.generator.temperature}, "seed": cfg.seed}
+                **answering_identity(cfg), "seed": cfg.seed}
 
     def build(ctx: StageContext) -> StageResult:
         return build_train(ctx, cfg)
@@ -89,19 +93,7 @@ def build_train(ctx: StageContext, cfg: RunConfig) -> StageResult:
             "inputs": {key: m.to_json() for key, m in ctx.inputs.items()}}
     spec_path.write_text(json.dumps(spec))
     log_path = run_dir / "train.log"
-    with open(log_path, "a", encoding="utf-8") as log:
-        proc = subprocess.Popen(launcher_command(spec_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=trainer_environment(), bufsize=1, start_new_session=True)
-        try:
-            for line in proc.stdout:
-                log.write(line)
-                if EVENT_PREFIX in line:
-                    _dispatch(ctx, cfg, json.loads(line.split(EVENT_PREFIX, 1)[1]))
-            code = proc.wait()
-        finally:  # this process is failing or being stopped: take the trainer (and its ranks) down with it
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+    code = run_trainer(launcher_command(spec_path), log_path, lambda event: _dispatch(ctx, cfg, event))
     if code != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL_CHARS:]
         raise RuntimeError(f"the trainer exited with code {code}; its log {log_path} ends with:\n{tail}")
@@ -112,6 +104,32 @@ def build_train(ctx: StageContext, cfg: RunConfig) -> StageResult:
     return StageResult(stats={"run": cfg.name, "steps": state["step"], "final_reward_mean": last.get("reward_mean"),
                               "final_genacc_s3": last.get("genacc_s3"), "checkpoint": f"step-{state['step']:06d}"},
                        staging_dir=run_dir)
+
+
+def run_trainer(command: list[str], log_path: Path, on_event) -> int:
+    """Run the trainer under a supervisor (it dies with this process) writing straight into `log_path`, so
+    every line survives a kill of this process; follow the log for `S3EVENT` lines; return the exit code."""
+    with open(log_path, "ab") as log, open(log_path, "rb") as follower:
+        follower.seek(0, os.SEEK_END)  # an earlier attempt's lines (and events) stay where they are
+        proc = subprocess.Popen(supervised(command), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=trainer_environment(), start_new_session=True)
+        try:
+            pending = b""
+            while True:
+                finished = proc.poll() is not None
+                fresh = follower.read()
+                pending += fresh
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    text = line.decode("utf-8", errors="replace")
+                    if EVENT_PREFIX in text:
+                        on_event(json.loads(text.split(EVENT_PREFIX, 1)[1]))
+                if finished:
+                    return proc.returncode
+                if not fresh:
+                    time.sleep(FOLLOW_POLL_S)
+        finally:  # this process is failing or being stopped: take the trainer (and its ranks) down with it
+            stop_supervised(proc)
 
 
 def _dispatch(ctx: StageContext, cfg: RunConfig, event: dict) -> None:

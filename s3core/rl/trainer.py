@@ -29,23 +29,23 @@ import random
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from s3core.agent.context import public_code_context, structured_context
-from s3core.agent.inference import s3_run
+from s3core.agent.inference import rollout_context, s3_run
 from s3core.agent.policy import SamplingSettings, TransformersPolicy
 from s3core.agent.rollout import RolloutEngine, SearchFn
 from s3core.config.schema import RunConfig
 from s3core.generation.base import ChatBackend
 from s3core.retrieval.base import DocStore
 from s3core.reward.genacc import reward
-from s3core.reward.precompute import answer_and_score
+from s3core.reward.precompute import answer_and_score, empty_answers
 from s3core.rl.batch import collate
+from s3core.rl.checkpoint_io import guard_engine, load_safely, restore_rng, rng_state
 from s3core.rl.ppo import PPOLearner
 from s3core.rl.tensorboard import TensorBoardLog
 
@@ -110,16 +110,6 @@ def repeat_for_groups(questions: list[dict[str, Any]], samples: int) -> tuple[li
     return [q for q in questions for _ in range(samples)], [i for i in range(len(questions)) for _ in range(samples)]
 
 
-def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def restore_rng(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-
-
 class SearcherTrainer:
     """Train the s3 searcher; split by phase: rollout, score, update, checkpoint."""
 
@@ -135,20 +125,17 @@ class SearcherTrainer:
         dtype = torch.bfloat16 if (self.ppo.bf16 and torch.cuda.is_available()) else torch.float32
         torch.manual_seed(cfg.seed)
         actor = AutoModelForCausalLM.from_pretrained(policy_path, dtype=dtype)
-        self.learner = PPOLearner(actor, self.ppo, total_updates=self.updates_per_step * self.ppo.total_steps,
-                                  temperature=self.ppo.temperature)
+        self.learner = PPOLearner(actor, self.ppo, temperature=self.ppo.temperature)
         self.policy = TransformersPolicy(policy_path, device=str(self.learner.actor.device),
                                          model=self.learner.policy_model, tokenizer=self.tokenizer,
                                          batch_size=cfg.searcher.rollout_batch_size)
         run = s3_run(cfg)
+        if self.ppo.initial_topk is not None:  # the training prompt's own initial block (the public code: 12)
+            run = replace(run, limits=replace(run.limits, initial_topk=self.ppo.initial_topk))
         self.engine = RolloutEngine(self.policy, run.strategy_object(), search, docs,
                                     SamplingSettings(self.ppo.max_new_tokens_per_turn, self.ppo.temperature,
                                                      self.ppo.top_p), self.ppo.max_obs_tokens, self.ppo.max_context_tokens)
         self.state = TrainerState()
-
-    @property
-    def updates_per_step(self) -> int:
-        return self.ppo.ppo_epochs * (self.ppo.trajectories_per_step // self.ppo.mini_batch_size)
 
     # -- phases ------------------------------------------------------------------------------------------
     def rollout(self, questions: list[dict[str, Any]], step: int):
@@ -160,20 +147,21 @@ class SearcherTrainer:
         return rollouts
 
     def contexts(self, rollouts) -> list[str]:
-        if self.cfg.searcher.context_rule == "public_code":
-            return [public_code_context(self.tokenizer.decode(r.prompt_ids + r.response_ids)) for r in rollouts]
-        return [structured_context(r.record, self.docs)[1] for r in rollouts]
+        """The generator context of each trajectory (no document cap in training, as in the public code)."""
+        return [rollout_context(r, self.docs, self.cfg.searcher.context_rule)[1] for r in rollouts]
 
     def score(self, questions: list[dict[str, Any]], rollouts) -> tuple[list[float], dict[str, float]]:
         """Rewards of the trajectories (GenAcc of their context vs the naive cache) and outcome counts."""
-        _, scores = asyncio.run(answer_and_score(self.generator, self.contexts(rollouts), [q["question"] for q in questions],
-                                                 [q["golden_answers"] for q in questions], self.cfg))
+        answers, scores = asyncio.run(answer_and_score(self.generator, self.contexts(rollouts),
+                                                       [q["question"] for q in questions],
+                                                       [q["golden_answers"] for q in questions], self.cfg))
         naive = [self.data.naive(q["question_id"]) for q in questions]
         rewards = [reward(self.cfg.reward.kind, float(s.genacc), n) for s, n in zip(scores, naive)]
         outcomes = {"genacc_s3": float(np.mean([s.genacc for s in scores])),
                     "gbr_better": float(sum(s.genacc > n for s, n in zip(scores, naive))),
                     "gbr_same": float(sum(s.genacc == n for s, n in zip(scores, naive))),
-                    "gbr_worse": float(sum(s.genacc < n for s, n in zip(scores, naive)))}
+                    "gbr_worse": float(sum(s.genacc < n for s, n in zip(scores, naive))),
+                    "empty_answers": float(empty_answers(answers))}
         return rewards, outcomes
 
     def step(self, step: int) -> dict[str, float]:
@@ -187,6 +175,8 @@ class SearcherTrainer:
         rewards, outcomes = self.score(questions, rollouts)
         t2 = time.perf_counter()
         batch = collate(rollouts, rewards, self.tokenizer.pad_token_id, group=group)
+        # the warm-up counts the PPO steps each model trained before this one (the actor skips critic warm-up)
+        self.learner.schedule(actor_steps_done=max(0, step - 1 - self.ppo.critic_warmup_steps), critic_steps_done=step - 1)
         metrics = self.learner.update(batch, seed=self.cfg.seed * 100_003 + step,
                                       train_actor=step > self.ppo.critic_warmup_steps)
         t3 = time.perf_counter()
@@ -231,12 +221,14 @@ class SearcherTrainer:
         if not done:
             return False
         path = done[-1]
+        guard_engine(self.learner.actor)  # nothing in a checkpoint folder may run code on resume
         self.learner.actor.load_checkpoint(str(path / "engine"), tag="actor")
         if self.learner.critic is not None:
+            guard_engine(self.learner.critic)
             self.learner.critic.load_checkpoint(str(path / "engine"), tag="critic")
         saved = json.loads((path / "trainer_state.json").read_text())
         self.state = TrainerState(step=saved["step"], cursor=saved["cursor"], metrics=saved["metrics"])
-        restore_rng(torch.load(path / f"rng-rank{rank_and_world()[0]}.pt", weights_only=False))
+        restore_rng(load_safely(path / f"rng-rank{rank_and_world()[0]}.pt"))
         log.info("resumed from %s (step %d, %d questions consumed)", path, self.state.step, self.state.cursor)
         return True
 
