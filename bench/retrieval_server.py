@@ -8,6 +8,9 @@
 3. Starts `s3agent serve retriever` on 127.0.0.1 (a subprocess, stopped by PID) and, for 1, 16 and 64
    concurrent clients each sending one-query requests back to back, measures queries/s and p50/p99
    latency. Prints the server's throughput as a ratio of the in-process ceiling.
+4. Mixed load (`s3core.retrieval.loadgen`): 64 clients, one request in four malformed (lone surrogates,
+   bytes that are not UTF-8, broken JSON, wrong types and sizes), `--mixed-rounds` rounds: valid requests
+   that failed, malformed ones without a 4xx, 5xx, transport errors, and the server's RSS before and after.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from s3core.config import load_config  # noqa: E402
 from s3core.pipeline import open_store, prepare  # noqa: E402
+from s3core.retrieval.loadgen import mixed_load, rss_mib  # noqa: E402
 from s3core.retrieval.stages import open_retrievers  # noqa: E402
 
 
@@ -97,6 +101,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0, help="load-test duration per concurrency level")
     parser.add_argument("--topk", type=int, default=3)
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--mixed-rounds", type=int, default=3, help="rounds of the mixed valid/malformed load")
+    parser.add_argument("--mixed-requests", type=int, default=2048, help="requests per mixed-load round")
     args = parser.parse_args()
 
     cfg = load_config(args.config)
@@ -118,6 +124,12 @@ def main() -> None:
             for clients in args.clients:
                 stats = asyncio.run(load_test(f"http://127.0.0.1:{port}", name, questions, args.topk, clients, args.seconds))
                 rows.append((name, clients, stats))
+        rss = [rss_mib(server.pid)]
+        mixed = []
+        for _ in range(args.mixed_rounds):
+            mixed.append(asyncio.run(mixed_load(f"http://127.0.0.1:{port}", questions, clients=64,
+                                                requests=args.mixed_requests, topk=args.topk)))
+            rss.append(rss_mib(server.pid))
     finally:
         os.kill(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
@@ -128,6 +140,10 @@ def main() -> None:
     for name, clients, stats in rows:
         ratio = stats["qps"] / ceilings[name]
         print(f"{name:6s} {clients:7d} {stats['qps']:9,.0f} {stats['p50_ms']:8.1f} {stats['p99_ms']:8.1f} {ratio:14.2f}")
+    print("mixed load, 64 clients, one request in four malformed (default index):")
+    for round_, report in enumerate(mixed, start=1):
+        print(f"  round {round_}: {report.summary()}")
+    print("  server RSS MiB before and after each round: " + " -> ".join(f"{r:.1f}" for r in rss))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
     s3agent prepare --config configs/tiny.yaml    the s3-prepare flow
     s3agent stage corpus --config ...             one stage alone, without Prefect
     s3agent config check configs/*.yaml           validate config files
-    s3agent store ls / verify --config ...        list or verify (hashes, schema) the stored artifacts
+    s3agent store ls / verify / gc --config ...   list, verify (everything, every problem) or clean the store
     s3agent store pack warmstart --out DIR ...    copy what a stage needs, to run it on another machine
     s3agent serve retriever --config ...          the /retrieve API over the config's indexes (127.0.0.1)
     s3agent world --out DIR                       write a tiny world to a folder
@@ -233,24 +233,38 @@ def store_ls(config: ConfigOpt = Path("configs/tiny.yaml")) -> None:
 
 @store_app.command("verify")
 def store_verify(config: ConfigOpt = Path("configs/tiny.yaml")) -> None:
-    """Read every artifact back and check sizes, hashes and schemas against the manifests."""
+    """Check every artifact of the store (sizes, hashes, schemas, unreadable manifests, partial artifacts,
+    stray and temporary files, unfinished staging folders) and report every problem; exit 1 if any."""
     from s3core.pipeline import open_store
-    from s3core.store import ArtifactError
+    from s3core.store.audit import audit_store
+
+    audit = audit_store(open_store(_load(config)))
+    for manifest in audit.ok:
+        typer.echo(f"ok         {manifest.summary()}")
+    for problem in audit.problems:
+        typer.echo(problem.line(), err=True)
+    garbage = sum(p.garbage for p in audit.problems)
+    typer.echo(f"{len(audit.ok)} artifacts ok, {len(audit.problems)} problems"
+               + (f" ({garbage} left by failed runs: `s3agent store gc` removes them)" if garbage else ""))
+    raise typer.Exit(1 if audit.problems else 0)
+
+
+@store_app.command("gc")
+def store_gc(
+    config: ConfigOpt = Path("configs/tiny.yaml"),
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list what would be removed, remove nothing")] = False,
+    corrupt: Annotated[bool, typer.Option("--corrupt", help="also remove artifacts that fail verification, so their stages rebuild them")] = False,
+) -> None:
+    """Remove what failed runs left in the store: partial artifacts, stray and temporary files, staging
+    folders. They are also the resume state of interrupted runs: run gc when no pipeline is running."""
+    from s3core.pipeline import open_store
+    from s3core.store.audit import audit_store, collect_garbage
 
     store = open_store(_load(config))
-    bad = 0
-    for manifest in store.list_manifests():
-        try:
-            if manifest.kind == "table":
-                for _ in store.iter_table(manifest):
-                    pass
-            else:
-                store.local_dir(manifest, verify=True)
-            typer.echo(f"ok       {manifest.summary()}")
-        except ArtifactError as err:
-            bad += 1
-            typer.echo(f"CORRUPT  {err}", err=True)
-    raise typer.Exit(1 if bad else 0)
+    removed = collect_garbage(store, audit_store(store), corrupt=corrupt, dry_run=dry_run)
+    for problem in removed:
+        typer.echo(f"{'would remove' if dry_run else 'removed'} {problem.kind:10s} {problem.path}")
+    typer.echo(f"{len(removed)} {'to remove' if dry_run else 'removed'}")
 
 
 @store_app.command("pack")

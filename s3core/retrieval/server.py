@@ -5,20 +5,30 @@ DESIGN.md section 2 ("Retrieval HTTP API") and section 3 ("Serving parts"). Exis
     POST /retrieve {"queries": [...], "topk": k, "return_scores": true}
       -> {"result": [[{"document": {"id", "contents"}, "score": s}, ...], ...]}     (best first)
       -> {"result": [[{"id", "contents"}, ...], ...]}                                (return_scores false)
-    GET /health -> {"status": "ok", "indexes": [...], "documents": n}
+    GET /health -> {"status": "ok", "indexes": [...], "documents": n, "pid": p}
 
 Extensions: an optional `"index"` field picks one of the served indexes by name (default: the first), and
 an optional bearer token. Concurrent requests are micro-batched per index: a collector waits up to
 `batch_wait_ms` (or until `max_batch_queries` queries are queued), runs one search for all of them on a
-worker thread, and hands each request its slice; that is where throughput comes from. Malformed requests
-get a 4xx with a message that says what to change; they never reach the index.
+worker thread, and hands each request its slice; that is where throughput comes from.
+
+Failure model (docs/ARCHITECTURE.md): malformed requests, text that is not valid Unicode (a lone surrogate
+such as `"\ud800"` is valid JSON but no text) or holds control characters included, get a 4xx that names the
+field and what to change; they never reach the index. If a batch's search still fails, the batch is split
+and searched again until the failure is pinned to the requests that cause it: those get a 500 naming the
+error, every other request of the batch its results. No exception escapes to the HTTP layer, so a failure
+never drops the connections of other requests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
 import logging
+import os
 import time
+import unicodedata
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -90,18 +100,35 @@ class MicroBatcher:
             await self._run_batch(batch)
 
     async def _run_batch(self, batch: list[_Pending]) -> None:
+        try:
+            hits = await self._search(batch)
+        except Exception as err:  # noqa: BLE001 - isolate the failure, keep the batcher alive
+            await self._isolate_failure(batch, err)
+            return
+        self._deliver(batch, hits)
+
+    async def _search(self, batch: list[_Pending]) -> list[list[SearchHit]]:
         queries = [q for item in batch for q in item.queries]
         depth = max(item.topk for item in batch)
-        try:
-            hits = await asyncio.get_running_loop().run_in_executor(self.executor, self.retriever.search, queries, depth)
-        except Exception as err:  # hand the failure to every waiting request, keep the batcher alive
-            log.exception("search of %d queries failed", len(queries))
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(err)
-            return
+        hits = await asyncio.get_running_loop().run_in_executor(self.executor, self.retriever.search, queries, depth)
         self.batches += 1
         self.queries += len(queries)
+        return hits
+
+    async def _isolate_failure(self, batch: list[_Pending], err: Exception) -> None:
+        """Search the halves of a failed batch again, down to the single requests that fail: only those get
+        the error, every other request its results."""
+        if len(batch) == 1:
+            log.error("search of %d queries failed: %r", len(batch[0].queries), err)
+            if not batch[0].future.done():
+                batch[0].future.set_exception(SearchFailed(f"{type(err).__name__}: {err}"[:300]))
+            return
+        middle = len(batch) // 2
+        for half in (batch[:middle], batch[middle:]):
+            await self._run_batch(half)
+
+    @staticmethod
+    def _deliver(batch: list[_Pending], hits: list[list[SearchHit]]) -> None:
         offset = 0
         for item in batch:
             part = [h[: item.topk] for h in hits[offset : offset + len(item.queries)]]
@@ -110,10 +137,55 @@ class MicroBatcher:
                 item.future.set_result(part)
 
 
+class SearchFailed(RuntimeError):
+    """The index failed on this request's queries (after its batch was split to find them)."""
+
+
+class SafeJSONResponse(JSONResponse):
+    """JSON that always encodes: text that cannot be UTF-8 (a lone surrogate) is written as a \\u escape
+    instead of crashing the response (and the connection with it)."""
+
+    def render(self, content) -> bytes:
+        try:
+            return super().render(content)
+        except UnicodeEncodeError:
+            return json.dumps(content, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
+class BearerToken:
+    """ASGI middleware: every path but `open_paths` needs `Authorization: Bearer <token>`, checked before the
+    body is read, in constant time (hmac.compare_digest)."""
+
+    def __init__(self, app, token: str, open_paths: tuple[str, ...] = ()):
+        self.app, self.expected, self.open_paths = app, f"Bearer {token}".encode(), open_paths
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] not in self.open_paths:
+            sent = dict(scope.get("headers", [])).get(b"authorization", b"")
+            if not hmac.compare_digest(sent, self.expected):
+                response = SafeJSONResponse({"detail": "missing or wrong bearer token: send 'Authorization: Bearer <token>'"},
+                                            status_code=401)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def _format(hits: Sequence[Sequence[SearchHit]], docs: DocStore, return_scores: bool) -> list[list[dict]]:
     if return_scores:
         return [[{"document": docs.document(h.row), "score": h.score} for h in q] for q in hits]
     return [[docs.document(h.row) for h in q] for q in hits]
+
+
+def text_problem(text: str) -> str | None:
+    """Why a string is not query text (None if it is): a lone surrogate (valid in JSON, not Unicode text) or a
+    control character. The message names the position, never echoes the text (it may not encode)."""
+    for position, char in enumerate(text):
+        if "\ud800" <= char <= "\udfff":
+            return (f"holds a lone surrogate (U+{ord(char):04X} at position {position}), which is not valid Unicode "
+                    "text: send the query as UTF-8 text")
+        if unicodedata.category(char) == "Cc" and char not in "\t\n\r":
+            return f"holds the control character U+{ord(char):04X} at position {position}: remove it"
+    return None
 
 
 def _validate(request: RetrieveRequest, limits: ServerLimits, names: Sequence[str]) -> str:
@@ -128,6 +200,8 @@ def _validate(request: RetrieveRequest, limits: ServerLimits, names: Sequence[st
             raise HTTPException(422, f"queries[{i}] is empty or blank")
         if len(query) > limits.max_query_chars:
             raise HTTPException(422, f"queries[{i}] has {len(query)} characters; the limit is {limits.max_query_chars}")
+        if problem := text_problem(query):
+            raise HTTPException(422, f"queries[{i}] {problem}")
     name = request.index or names[0]
     if name not in names:
         raise HTTPException(404, f"no index named {name!r}; this server has {list(names)}")
@@ -149,24 +223,28 @@ def create_app(retrievers: dict[str, Retriever], docs: DocStore, limits: ServerL
         for b in batchers.values():
             b.executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="s3 retrieval server", lifespan=lifespan)
+    app = FastAPI(title="s3 retrieval server", lifespan=lifespan, default_response_class=SafeJSONResponse)
     app.state.batchers = batchers
-
-    @app.middleware("http")
-    async def check_token(request: Request, call_next):
-        if limits.token and request.url.path != "/health":
-            if request.headers.get("authorization") != f"Bearer {limits.token}":
-                return JSONResponse({"detail": "missing or wrong bearer token: send 'Authorization: Bearer <token>'"}, status_code=401)
-        return await call_next(request)
+    if limits.token:
+        app.add_middleware(BearerToken, token=limits.token, open_paths=("/health",))
 
     @app.exception_handler(RequestValidationError)
     async def explain_validation(request: Request, err: RequestValidationError):
         problems = [f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in err.errors()]
-        return JSONResponse({"detail": "malformed request: " + "; ".join(problems) + ' (expected {"queries": [str], "topk": int, "return_scores": bool})'}, status_code=422)
+        return SafeJSONResponse({"detail": "malformed request: " + "; ".join(problems) + ' (expected {"queries": [str], "topk": int, "return_scores": bool})'}, status_code=422)
+
+    @app.exception_handler(SearchFailed)
+    async def explain_search_failure(request: Request, err: SearchFailed):
+        return SafeJSONResponse({"detail": f"the search failed for this request's queries: {err}"}, status_code=500)
+
+    @app.exception_handler(Exception)
+    async def contain_bugs(request: Request, err: Exception):
+        log.exception("unexpected error on %s", request.url.path)
+        return SafeJSONResponse({"detail": f"internal error: {type(err).__name__}"}, status_code=500)
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "indexes": names, "documents": len(docs),
+        return {"status": "ok", "indexes": names, "documents": len(docs), "pid": os.getpid(),
                 "batches": {n: b.batches for n, b in batchers.items()}, "queries": {n: b.queries for n, b in batchers.items()}}
 
     @app.post("/retrieve")

@@ -5,6 +5,8 @@ Layout under the store root (a local path, or any fsspec URL such as `s3://bucke
     <root>/<stage>/<key>/part-00000.parquet   table shards, each renamed into place when complete
     <root>/<stage>/<key>/files/...             directory artifacts (indexes, model folders, checkpoints)
     <root>/<stage>/<key>/manifest.json         written last; its existence means the artifact is complete
+    <root>/.staging/<stage>/<key>/             where a directory artifact is built (local stores: on the
+                                               store's own filesystem, so committing it is a rename)
 
 Resume: a stage interrupted midway finds its finished shards under the same key and writes only the rest.
 A shard is written to a temporary name and renamed (local disk) or put in one request (object stores), so a
@@ -34,6 +36,8 @@ from s3core.store.manifest import MANIFEST_NAME, Manifest, ShardInfo
 
 SHARD_STATS_KEY = b"s3.shard_stats"
 FILES_DIR = "files"
+STAGING_DIR = ".staging"
+TMP_MARK = ".tmp-"  # write_bytes_atomic's temporary names: `<name>.tmp-<8 hex>`
 
 
 def shard_name(index: int) -> str:
@@ -84,7 +88,7 @@ class ArtifactStore:
         if not self.is_local:
             self.fs.pipe_file(path, data)
             return
-        tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
         with open(tmp, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -170,16 +174,27 @@ class ArtifactStore:
             )
 
     # -- directories -------------------------------------------------------------------------------
+    def staging_root(self) -> Path:
+        """Where directory artifacts are built: `<root>/.staging` for a local store (the same filesystem as the
+        artifacts, so the commit is a rename even when the root is another disk), the project cache for a
+        remote one (its files are uploaded on commit)."""
+        return Path(self.root) / STAGING_DIR if self.is_local else cache_dir() / "staging"
+
     def dir_staging(self, stage: str, key: str, resume: bool = False) -> Path:
         """The local folder a directory artifact is built in (moved into the store by commit_dir).
 
         Its path depends only on the stage and key, so a stage that writes its work in pieces can find
         them again after a crash (`resume=True`); otherwise leftovers of an earlier attempt are removed."""
-        staging = cache_dir() / "staging" / stage / key
+        staging = self.staging_root() / stage / key
         if staging.exists() and not resume:
             shutil.rmtree(staging)
         staging.mkdir(parents=True, exist_ok=True)
         return staging
+
+    def staging_dirs(self, stage: str) -> list[Path]:
+        """The staging folders of a stage's unfinished directory artifacts (e.g. training runs in progress)."""
+        root = self.staging_root() / stage
+        return sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
 
     def commit_dir(self, stage: str, key: str, staging: Path) -> tuple[str, list[ShardInfo]]:
         """Move a finished local folder into the store as <stage>/<key>/files; returns its file list."""
