@@ -494,3 +494,24 @@ def test_resume_loads_checkpoints_without_running_code_from_them(tmp_path):
     with pytest.raises(UnsafeCheckpointError):
         engine.load_checkpoint(str(tmp_path / "engine"), tag="actor")
     assert not marker.exists()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("zero_stage", [0, 2, 3])
+def test_bf16_engines_on_a_gpu_save_and_load_through_the_safe_loader(tmp_path, zero_stage):
+    """The GPU path of the allow-list: bf16 ZeRO engines on CUDA hold no type outside SAFE_GLOBALS."""
+    import torch
+
+    from s3core.config.schema import PPOConfig
+    from s3core.rl.checkpoint_io import guard_engine
+    from s3core.rl.engine import make_engine
+
+    assert torch.cuda.is_available(), "run through the device tool on a machine with a CUDA GPU"
+    ppo = PPOConfig(train_batch_size=4, mini_batch_size=2, zero_stage=zero_stage, bf16=True, gradient_checkpointing=False)
+    engine = make_engine(torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.Linear(8, 1)), 1e-3, ppo, 2)
+    x = torch.randn(2, 8, device=engine.device, dtype=torch.bfloat16)
+    engine.backward(engine(x).float().sum())
+    engine.step()
+    engine.save_checkpoint(str(tmp_path / "engine"), tag="actor")
+    guard_engine(engine)
+    engine.load_checkpoint(str(tmp_path / "engine"), tag="actor")
