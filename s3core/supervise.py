@@ -18,6 +18,8 @@ happens to the stage.
 
 PR_SET_PDEATHSIG is not set on the supervisor itself: it fires when the *thread* that started a process
 ends, and the pipeline starts servers from worker threads that end long before the run does.
+What it does not cover: a SIGKILL of the supervisor alone (not of its parent, not its group) kills the
+child through PR_SET_PDEATHSIG, but not what the child started (under the DeepSpeed launcher, the ranks).
 """
 
 from __future__ import annotations
