@@ -57,7 +57,8 @@ async def score_answers(
     if use_judge:
         to_judge = [i for i, ok in enumerate(spans) if judge_only or not ok]
         items = [JudgeItem(questions[i], list(golden_answers_list[i]), predictions[i]) for i in to_judge]
-        judged = dict(zip(to_judge, await judge_many(judge_backend, items, retries=judge_retries, prompt_name=judge_prompt)))
+        verdicts = await judge_many(judge_backend, items, retries=judge_retries, prompt_name=judge_prompt)
+        judged = dict(zip(to_judge, verdicts))
     return [
         AnswerScore(
             genacc=judged[i] if judge_only else (spans[i] or judged.get(i, False)),

@@ -1,9 +1,9 @@
 """judge_check: an LLM decides whether a response contains any gold answer (DESIGN.md section 2, GenAcc).
 
 The judge sees the question, the gold answers and the response through the template
-`s3core/generation/prompts/judge.txt` (or, with reward.judge_prompt: judge_response_only, the gold answers and
-the response alone, as the public code asks it), and answers at temperature 0 with at most 10 new tokens. Its reply is
-parsed strictly (`parse_verdict`): "yes" or "no", give or take case, whitespace and punctuation.
+`s3core/generation/prompts/judge.txt` (or, with reward.judge_prompt: judge_response_only, the gold answers
+and the response alone, as the public code asks it), and answers at temperature 0 with at most 10 new
+tokens. Its reply is parsed strictly (`parse_verdict`): "yes" or "no", give or take case, whitespace and punctuation.
 
 Deliberate fix of the public s3 code, where a failed or odd judge reply quietly counted as "not correct":
 here an unparseable reply is re-asked (only those items, in one batch per round, with a one-line reminder

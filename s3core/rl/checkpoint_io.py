@@ -6,8 +6,8 @@ plus the few DeepSpeed types its ZeRO optimizer state holds (SAFE_GLOBALS, found
 ZeRO stage, fp32 and bf16, and loading them back). The trainer's RNG states are saved as tensors and plain
 numbers for the same reason. A file that needs any other type fails with `UnsafeCheckpointError` naming it.
 
-`load_safely` replaces the DeepSpeed engine's checkpoint loader (`guard_engine`), which otherwise calls
-torch.load with weights_only=False.
+`load_safely` replaces the DeepSpeed engine's checkpoint loader (`guard_engine`, applied to every engine
+`s3core.rl.engine.make_engine` builds), which otherwise calls torch.load with weights_only=False.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """DeepSpeed engines for the actor and the critic (DESIGN.md section 3 "Training").
 
 One function turns a model and the PPO config into a DeepSpeed engine: ZeRO stage 0-3, bf16, optional
-CPU offload of the optimizer state, gradient clipping, AdamW with `weight_decay` (the public code's 0.01).
+CPU offload of the optimizer state, gradient clipping, AdamW with `weight_decay` (the public code's 0.01), and
+checkpoint loading through `checkpoint_io.load_safely` (weights_only, an allow-list of DeepSpeed's types).
 The learning rate is not DeepSpeed's to schedule: `warmup_factor` gives verl's constant-with-warm-up schedule
 as a function of the PPO steps done, and the learner sets it before each step's updates (`set_lr`), so every
 mini-batch of a PPO step uses the same rate as in the public code, and a resumed run needs no scheduler state.
@@ -19,6 +20,7 @@ import torch
 
 from s3core.config.schema import PPOConfig
 from s3core.generation.local_server import free_port
+from s3core.rl.checkpoint_io import guard_engine
 
 
 def ensure_distributed() -> None:
@@ -77,4 +79,5 @@ def make_engine(model: torch.nn.Module, lr: float, ppo: PPOConfig, micro_batch: 
                                   weight_decay=ppo.weight_decay)
     engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
                                            config=deepspeed_config(ppo, micro_batch, bf16))
+    guard_engine(engine)  # nothing in a checkpoint folder may run code when it is loaded
     return engine

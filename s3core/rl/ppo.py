@@ -86,7 +86,8 @@ class PPOLearner:
             self.reference = (reference if reference is not None else copy.deepcopy(actor)).eval().requires_grad_(False)
         self.actor = make_engine(actor, ppo.actor_lr, ppo, ppo.mini_batch_size)
         self.critic = make_engine(critic, ppo.critic_lr, ppo, ppo.mini_batch_size) if critic else None
-        self.actor_warmup, self.critic_warmup = ppo.warmup_steps(ppo.actor_warmup_ratio), ppo.warmup_steps(ppo.critic_warmup_ratio)
+        self.actor_warmup = ppo.warmup_steps(ppo.actor_warmup_ratio)
+        self.critic_warmup = ppo.warmup_steps(ppo.critic_warmup_ratio)
         if self.reference is not None:
             self.reference.to(self.actor.device)
 

