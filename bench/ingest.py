@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from s3core.config import parse_config
 from s3core.data.formats import passage_from_record, write_repeated_corpus
-from s3core.pipeline import corpus_spec
+from s3core.data.stage import corpus_spec
 from s3core.store import ArtifactStore
 
 REPO = Path(__file__).resolve().parents[1]

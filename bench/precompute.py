@@ -33,12 +33,12 @@ sys.path.insert(0, str(REPO))
 
 from s3core.agent.context import format_docs  # noqa: E402
 from s3core.config import load_config  # noqa: E402
+from s3core.data.answers import span_check  # noqa: E402
 from s3core.generation.backends import make_backend  # noqa: E402
 from s3core.generation.local_server import LOCAL_SERVERS  # noqa: E402
 from s3core.models.resolve import resolve_model_path  # noqa: E402
 from s3core.pipeline import open_store, prepare  # noqa: E402
 from s3core.reward import precompute  # noqa: E402
-from s3core.reward.span import span_check  # noqa: E402
 from s3core.store import StageSpec  # noqa: E402
 
 

@@ -33,8 +33,8 @@ sys.path.insert(0, str(REPO))
 
 from s3core.config import load_config  # noqa: E402
 from s3core.pipeline import open_store, prepare  # noqa: E402
+from s3core.retrieval.indexes import open_retrievers  # noqa: E402
 from s3core.retrieval.loadgen import mixed_load, rss_mib  # noqa: E402
-from s3core.retrieval.stages import open_retrievers  # noqa: E402
 
 
 def in_process_qps(retriever, queries: list[str], topk: int, batch: int) -> float:

@@ -63,11 +63,11 @@ def main() -> None:
     from s3core.agent.rollout import RolloutEngine, retriever_search
     from s3core.agent.sampling import SamplingSettings
     from s3core.config import load_config
+    from s3core.generation.extractive_reader import ExtractiveReader
     from s3core.pipeline import open_store, prepare
-    from s3core.reader.extractive import ExtractiveReader
     from s3core.reader.stage import reader_hits
     from s3core.reader.training import reader_questions
-    from s3core.reward.precompute import open_retriever_by_name
+    from s3core.retrieval.indexes import open_retriever_by_name
     from s3core.warmstart.oracle import OraclePolicy, needs_by_question
 
     cfg = load_config(args.config)

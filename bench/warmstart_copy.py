@@ -48,7 +48,7 @@ def export(out: Path, config: Path, passes: int, noise: float) -> None:
     from s3core.config.loader import load_config
     from s3core.models.resolve import resolve_model_path
     from s3core.pipeline import open_store, prepare
-    from s3core.reward.precompute import open_retriever_by_name
+    from s3core.retrieval.indexes import open_retriever_by_name
     from s3core.warmstart.stage import oracle_trajectories
 
     cfg = load_config(config)

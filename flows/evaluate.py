@@ -1,27 +1,26 @@
 """`s3-evaluate`: score a searcher checkpoint or a baseline on the evaluation QA sets, and report it next to
 everything this setting has scored before (DESIGN.md section 3 "Prefect deployments").
 
-Deployments (prefect.yaml): `s3-evaluate/on-checkpoint` runs on every `s3.checkpoint.saved` event with the
-event's checkpoint; `s3-evaluate/nightly` re-evaluates the newest checkpoint on a cron schedule. Every stage
-is cached: a checkpoint or baseline already scored is not scored again, only the report is refreshed.
+The graph's "evaluate" slice (s3core/pipeline/graph.py): every stage the contexts need (world, models,
+indexes, reader, warm start), then contexts, scores and the report, with the runs given here instead of
+the config's. Deployments (prefect.yaml): `s3-evaluate/on-checkpoint` runs on every `s3.checkpoint.saved`
+event with the event's checkpoint; `s3-evaluate/nightly` re-evaluates the newest checkpoint on a cron
+schedule. Every stage is cached: a checkpoint or baseline already scored is not scored again, only the
+report is refreshed.
 """
 
 from __future__ import annotations
 
 from prefect import flow
 
-from flows.index import index_stages
 from flows.params import BaselineName, CheckpointPath, OptionalConfigPath, StoreRoot, TrainKey, TrainStep
-from flows.precompute import model_stages
-from flows.prepare import prepare_stages
-from s3core.agent.inference import baseline_run, eval_question_sets, s3_run
+from s3core.agent.inference import baseline_run, s3_run
 from s3core.config import load_config
-from s3core.evaluation.checkpoints import checkpoint_metrics, checkpoint_to_evaluate
-from s3core.evaluation.summary import scored_before
-from s3core.pipeline import open_store
-from tasks.evaluate import evaluation_summary_task, report_task, scores_task
-from tasks.inference import contexts_task
-from tasks.precompute import stop_local_generators
+from s3core.evaluation.summary import comparison_rows, set_metrics
+from s3core.pipeline import slice_plan
+from s3core.pipeline.graph import reported_scores
+from s3core.rl.checkpoints import checkpoint_metrics, checkpoint_to_evaluate
+from tasks.stage import run_plan
 
 
 @flow(name="s3-evaluate", log_prints=True)
@@ -37,26 +36,17 @@ def s3_evaluate(config_path: OptionalConfigPath = None, checkpoint: CheckpointPa
     if checkpoint is not None:
         found, cfg = checkpoint_to_evaluate(checkpoint, cfg, store_root, train_key, step)
         runs.append(s3_run(cfg, found))
-        curve = checkpoint_metrics(found)
+        curve = tuple(checkpoint_metrics(found))
         print(f"evaluating {found.label} of {cfg.name!r} from {found.folder}")
     if cfg is None:
         raise ValueError("a baseline needs a config_path: which setting's baselines?")
     if baseline is not None:
         runs += [baseline_run(cfg, b) for b in selected_baselines(cfg, baseline)]
-    try:
-        state = model_stages(cfg, index_stages(cfg, prepare_stages(cfg)))
-        contexts = [contexts_task(cfg, run, questions, state.corpus, state.dense_index, state.bm25_index,
-                                  state.models)
-                    for questions in eval_question_sets(cfg, state.questions) for run in runs]
-        scores = [scores_task(cfg, c, state.generator_models) for c in contexts]
-    finally:
-        stop_local_generators()
-    sets = sorted({(m.stats["data_source"], m.stats["split"]) for m in scores})
-    history = scored_before(open_store(cfg), cfg.name, cfg.generator.model, sets, runs_to_skip=[r.name for r in runs])
-    everything = scores + history
     names = ", ".join(r.name for r in runs)
-    report = report_task(cfg, everything, reward_curve=curve, title=f"s3-evaluate: {names} ({cfg.name})")
-    return evaluation_summary_task(cfg, everything, report)
+    plan = slice_plan(cfg, "evaluate", runs=tuple(runs), with_history=True, reward_curve=curve,
+                      report_title=f"s3-evaluate: {names} ({cfg.name})")
+    state = run_plan(plan)
+    return comparison_rows(set_metrics(reported_scores(plan, state)))
 
 
 def selected_baselines(cfg, name: str):

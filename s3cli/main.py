@@ -3,6 +3,7 @@
     s3agent run --config configs/tiny.yaml        the s3-train flow (ephemeral Prefect, no server needed)
     s3agent prepare --config configs/tiny.yaml    the s3-prepare flow
     s3agent stage corpus --config ...             one stage alone, without Prefect
+    s3agent stages                                the stage graph's stages, in order
     s3agent config check configs/*.yaml           validate config files
     s3agent store ls / verify / gc --config ...   list, verify (everything, every problem) or clean the store
     s3agent store pack warmstart --out DIR ...    copy what a stage needs, to run it on another machine
@@ -33,8 +34,17 @@ serve_app = typer.Typer(no_args_is_help=True, help="Start the project's servers.
 app.add_typer(serve_app, name="serve")
 
 ConfigOpt = Annotated[Path, typer.Option("--config", "-c", help="run config YAML")]
-STAGES = ("world", "tiny-models", "corpus", "questions", "index", "retrieval-eval", "naive-rag", "training-pool", "train", "inference",
-          "evaluate", "reader", "warmstart")
+
+
+def _stages_named(name: str) -> tuple[str, ...]:
+    """The graph's stages a CLI name means (exit 2 with the valid names if none)."""
+    from s3core.pipeline.graph import stage_names
+
+    try:
+        return stage_names(name)
+    except ValueError as err:
+        typer.echo(str(err), err=True)
+        raise typer.Exit(2) from None
 
 
 def _load(path: Path):
@@ -83,7 +93,7 @@ def experiment(
     out: Annotated[Path, typer.Option(help="folder for results.md, results.json and the plots")] = Path("docs/results"),
 ) -> None:
     """Run the setting once per seed (shared stages come from the store) and write mean ± spread over seeds."""
-    from s3core.evaluation.experiment import run_experiment
+    from s3core.pipeline.experiment import run_experiment
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -106,7 +116,7 @@ def experiment_merge(
     notes: Annotated[str, typer.Option(help="a paragraph appended to results.md (where the seeds ran, what differs)")] = "",
 ) -> None:
     """Merge seeds that ran apart (other machines or store roots) into one report with mean ± spread."""
-    from s3core.evaluation.experiment import merge_experiments
+    from s3core.pipeline.experiment import merge_experiments
 
     try:
         path = merge_experiments(results, out, title, notes)
@@ -129,7 +139,7 @@ def prepare(config: ConfigOpt = Path("configs/tiny.yaml")) -> None:
 
 @app.command()
 def stage(
-    name: Annotated[str, typer.Argument(help=f"one of {', '.join(STAGES)}")],
+    name: Annotated[str, typer.Argument(help="a stage of the graph, or a group of stages (`s3agent stages` lists them)")],
     config: ConfigOpt = Path("configs/tiny.yaml"),
 ) -> None:
     """Run one stage alone, without Prefect; the stages it depends on are found (or made) in the store first."""
@@ -137,11 +147,8 @@ def stage(
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per generator request otherwise
-    if name not in STAGES:
-        typer.echo(f"unknown stage {name!r}; choose one of {', '.join(STAGES)}", err=True)
-        raise typer.Exit(2)
+    wanted = _stages_named(name)
     cfg = _load(config)
-    wanted = STAGE_ARTIFACTS[name]
     # every stage up to (and including) the wanted one: later stages are not run
     state = pipeline.prepare(pipeline.open_store(cfg), cfg, until=wanted[-1])
     for manifest in state.all():
@@ -149,21 +156,15 @@ def stage(
             typer.echo(manifest.summary())
 
 
-STAGE_ARTIFACTS = {
-    "world": ("world",),
-    "tiny-models": ("tiny_models",),
-    "corpus": ("corpus",),
-    "questions": ("questions",),
-    "index": ("embeddings", "dense_index", "bm25_index"),
-    "retrieval-eval": ("retrieval_eval",),
-    "naive-rag": ("naive_rag",),
-    "training-pool": ("training_pool",),
-    "train": ("train",),
-    "inference": ("contexts",),
-    "evaluate": ("scores", "report"),
-    "reader": ("reader",),
-    "warmstart": ("warmstart",),
-}
+@app.command()
+def stages() -> None:
+    """List the stages of the graph in order (the names `stage` and `store pack` take), and the groups."""
+    from s3core.pipeline.graph import STAGE_GROUPS, STAGES
+
+    for node in STAGES:
+        typer.echo(f"  {node.task_name:16s} {node.help}")
+    for group, members in STAGE_GROUPS.items():
+        typer.echo(f"  {group:16s} = {' + '.join(m.replace('_', '-') for m in members)}")
 
 
 @serve_app.command("retriever")
@@ -179,8 +180,8 @@ def serve_retriever(
     import uvicorn
 
     from s3core import pipeline
+    from s3core.retrieval.indexes import open_retrievers
     from s3core.retrieval.server import ServerLimits, create_app
-    from s3core.retrieval.stages import open_retrievers
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per generator request otherwise
@@ -269,7 +270,7 @@ def store_gc(
 
 @store_app.command("pack")
 def store_pack(
-    name: Annotated[str, typer.Argument(help=f"the stage to run elsewhere: one of {', '.join(STAGES)}")],
+    name: Annotated[str, typer.Argument(help="the stage to run elsewhere (as `s3agent stage` names it)")],
     out: Annotated[Path, typer.Option(help="folder to write the artifacts into, laid out as a store root")],
     config: ConfigOpt = Path("configs/tiny.yaml"),
 ) -> None:
@@ -280,11 +281,9 @@ def store_pack(
     """
     from s3core.pipeline import pack_inputs
 
-    if name not in STAGES:
-        typer.echo(f"unknown stage {name!r}; choose one of {', '.join(STAGES)}", err=True)
-        raise typer.Exit(2)
+    first = _stages_named(name)[0]
     try:
-        packed = pack_inputs(_load(config), STAGE_ARTIFACTS[name][0], out)
+        packed = pack_inputs(_load(config), first, out)
     except ValueError as err:
         typer.echo(str(err), err=True)
         raise typer.Exit(1) from None

@@ -7,7 +7,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from s3core.config import RunConfig
 from s3core.store import Manifest
-from tasks.common import artifact_key
+from tasks.stage import artifact_key
 
 
 def artifacts_markdown(title: str, manifests: list[Manifest]) -> str:

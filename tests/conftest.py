@@ -82,7 +82,7 @@ def tiny_indexes(tmp_path_factory):
     """The default tiny world (configs/tiny.yaml) with its trained encoder, dense and BM25 indexes, built once."""
     from s3core.config import load_config
     from s3core.pipeline import open_store, prepare
-    from s3core.retrieval.stages import open_retrievers
+    from s3core.retrieval.indexes import open_retrievers
 
     tmp = tmp_path_factory.mktemp("retrieval")
     config = _tiny_config(tmp)

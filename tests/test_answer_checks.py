@@ -15,12 +15,19 @@ from pathlib import Path
 
 import pytest
 
+from s3core.data.answers import answer_tokens, exact_match, f1, span_check
 from s3core.generation.base import GenerationParams, GeneratorError, Message
-from s3core.generation.prompts import PromptError, load_prompt
+from s3core.prompts import PromptError, load_prompt
 from s3core.reward.genacc import AnswerScore, RewardKind, reward, score_answers
-from s3core.reward.judge import JUDGE_PARAMS, JudgeError, JudgeItem, JudgeParseError, judge_conversation, judge_many, parse_verdict
-from s3core.reward.metrics import exact_match, f1
-from s3core.reward.span import answer_tokens, span_check
+from s3core.reward.judge import (
+    JUDGE_PARAMS,
+    JudgeError,
+    JudgeItem,
+    JudgeParseError,
+    judge_conversation,
+    judge_many,
+    parse_verdict,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,7 +157,7 @@ def test_prompt_templates_name_a_missing_placeholder():
 
 def test_prompt_files_are_package_data():
     """The .txt prompts live inside the package and pyproject ships **/*.txt as package data."""
-    folder = REPO / "s3core" / "generation" / "prompts"
+    folder = REPO / "s3core" / "prompts"
     assert {p.name for p in folder.glob("*.txt")} >= {"judge.txt", "generator_system.txt"}
     assert '"**/*.txt"' in (REPO / "pyproject.toml").read_text()
 

@@ -13,6 +13,7 @@ import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
 from s3core.config.schema import DenseRetrievalConfig  # noqa: E402
 from s3core.data.tiny_world import TinyWorldConfig, generate_world  # noqa: E402
@@ -32,9 +33,9 @@ from s3core.retrieval.dense import (  # noqa: E402
     read_index_meta,
     search_embeddings,
 )
-from s3core.retrieval.encoder import DenseEncoder, Pooling, embed_hidden, pad_batch, pooling_from_name  # noqa: E402
+from s3core.models.pooling import Pooling, embed_hidden, pooling_from_name  # noqa: E402
+from s3core.retrieval.encoder import DenseEncoder, pad_batch  # noqa: E402
 from s3core.store import ArtifactStore, StageSpec  # noqa: E402
-from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
 N_PASSAGES = 240
 SHARD_ROWS = 48  # 5 shards

@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 
 from s3core.config import parse_config
-from s3core.evaluation.checkpoints import (
+from s3core.data.sampling import sample_questions
+from s3core.evaluation.stage import report_spec
+from s3core.evaluation.summary import comparison_rows, run_order, scored_before, set_metrics
+from s3core.models.fingerprint import weights_fingerprint
+from s3core.rl.checkpoints import (
     CheckpointError,
     as_checkpoint,
     checkpoint_to_evaluate,
     latest_checkpoint,
     locate_checkpoint,
-    weights_fingerprint,
 )
-from s3core.evaluation.report import report_spec
-from s3core.evaluation.sampling import sample_questions
-from s3core.evaluation.summary import comparison_rows, run_order, scored_before, set_metrics
 from s3core.store import ArtifactStore, Manifest
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

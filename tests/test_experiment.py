@@ -1,4 +1,4 @@
-"""The seeded experiment's bookkeeping (s3core/evaluation/experiment.py) and `extends:` in config files."""
+"""The seeded experiment's bookkeeping (s3core/pipeline/experiment.py) and `extends:` in config files."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from s3core.evaluation.experiment import (
+from s3core.pipeline.experiment import (
     gain_rows,
     mean_and_spread,
     merge_experiments,

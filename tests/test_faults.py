@@ -128,7 +128,7 @@ def test_a_killed_training_stage_takes_its_trainer_and_generator_server_with_it(
     from conftest import REPO
 
     from s3core.pipeline import open_store
-    from s3core.rl.trainer import complete_checkpoints
+    from s3core.rl.checkpoints import complete_checkpoints
 
     cfg, config = small_training["cfg"], small_training["config"]
     store = open_store(cfg)
@@ -258,7 +258,7 @@ def test_a_generator_that_answers_nothing_stops_the_stage(tiny_indexes, fault_se
     genacc=false with a complete manifest. Now it is a GeneratorError naming the count, and nothing is written."""
     from s3core.generation.base import GeneratorError
     from s3core.pipeline import open_store
-    from s3core.reward.precompute import naive_rag_spec
+    from s3core.reward.stage import naive_rag_spec
 
     cfg, state = tiny_indexes["cfg"], tiny_indexes["state"]
     # max_new_tokens 3 makes a key of its own: the endpoint is not part of the key, and another test may have
@@ -295,7 +295,7 @@ def test_answers_are_checked_before_scoring():
 def _ingest(tmp_path, corpus_lines: bytes | None = None, qa_lines: bytes | None = None, name="in.jsonl", **qa_opts):
     """Run the corpus (or a QA set's) ingest stage on a file holding these bytes."""
     from s3core.config import parse_config
-    from s3core.pipeline import corpus_spec, questions_spec
+    from s3core.data.stage import corpus_spec, questions_spec
     from s3core.store import ArtifactStore
 
     tmp_path.mkdir(parents=True, exist_ok=True)
@@ -460,15 +460,14 @@ class _Payload:
 
 
 def test_resume_loads_checkpoints_without_running_code_from_them(tmp_path):
+    import random
+
+    import numpy as np
     import torch
 
     from s3core.config.schema import PPOConfig
     from s3core.rl.checkpoint_io import UnsafeCheckpointError, guard_engine, load_safely, restore_rng, rng_state
     from s3core.rl.engine import make_engine
-
-    import random
-
-    import numpy as np
 
     # the RNG states round-trip through the safe loader: the same draws after a restore
     torch.save(rng_state(), tmp_path / "rng.pt")

@@ -18,15 +18,14 @@ import time
 from pathlib import Path
 
 import httpx
-
 import pytest
 
 from s3core.config.schema import GeneratorConfig
 from s3core.data.tiny_world import TinyWorldConfig, generate_world
+from s3core.generation.anthropic_backend import AnthropicChatBackend
 from s3core.generation.backends import BackendName, backend_name, make_backend
 from s3core.generation.base import GenerationParams, GeneratorError
 from s3core.generation.local_server import start_transformers_server, stop_server
-from s3core.generation.anthropic_backend import AnthropicChatBackend
 from s3core.generation.openai_backend import OpenAIChatBackend
 from s3core.generation.transformers_backend import TransformersChatBackend
 from s3core.models import tiny

@@ -19,7 +19,7 @@ import pytest
 from s3core.config import parse_config
 from s3core.data.ingest import IngestError
 from s3core.data.sources import SourceError, download_path
-from s3core.pipeline import corpus_spec, questions_spec
+from s3core.data.stage import corpus_spec, questions_spec
 from s3core.store import ArtifactStore
 
 HERE = Path(__file__).resolve().parent

@@ -23,15 +23,16 @@ from conftest import plumbing_only
 from s3core.agent.context import format_docs
 from s3core.config import load_config
 from s3core.config.schema import FileSource, QASetConfig
+from s3core.data.answers import exact_match, f1, span_check
+from s3core.data.stage import questions_spec
 from s3core.generation.base import GeneratorError
 from s3core.generation.transformers_backend import TransformersChatBackend
 from s3core.models.resolve import resolve_model_path
-from s3core.pipeline import open_store, prepare, questions_spec
+from s3core.pipeline import open_store, prepare
 from s3core.retrieval.base import DocStore
 from s3core.reward import precompute
-from s3core.reward.metrics import exact_match, f1
-from s3core.reward.precompute import is_yes_no, naive_rag_spec, training_pool_spec
-from s3core.reward.span import span_check
+from s3core.reward.precompute import is_yes_no
+from s3core.reward.stage import naive_rag_spec, training_pool_spec
 
 REPO = Path(__file__).resolve().parents[1]
 SHARD_ROWS = 8  # small shards so the test split spans several

@@ -13,7 +13,7 @@ import json
 import pytest
 import torch
 
-from s3core.reader.extractive import best_span, chat_parts, is_extractive_reader
+from s3core.generation.extractive_reader import best_span, chat_parts, is_extractive_reader
 from s3core.reader.training import answer_char_span
 
 

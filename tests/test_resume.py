@@ -14,7 +14,7 @@ import yaml
 
 from s3core.config import load_config
 from s3core.data.formats import write_repeated_corpus
-from s3core.pipeline import corpus_spec
+from s3core.data.stage import corpus_spec
 from s3core.store import ArtifactStore
 
 SHARD_ROWS = 500

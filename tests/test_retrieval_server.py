@@ -9,15 +9,15 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-
 from conftest import free_port as _free_port
 from conftest import plumbing_only
+
 from s3core.config import load_config
 from s3core.pipeline import open_store, prepare
 from s3core.retrieval.client import RetrievalClient, RetrievalError, RetrievalRequestError
+from s3core.retrieval.indexes import open_retrievers
 from s3core.retrieval.metrics import evaluate_retriever
 from s3core.retrieval.server import ServerLimits, create_app
-from s3core.retrieval.stages import open_retrievers
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -19,8 +19,8 @@ from s3core.agent.context import TrajectoryRecord
 from s3core.agent.policy import SamplingSettings, TransformersPolicy
 from s3core.agent.rollout import Rollout
 from s3core.config.schema import PPOConfig
+from s3core.config.tiny_models import TinyCausalLMConfig
 from s3core.models import tiny
-from s3core.models.tiny_config import TinyCausalLMConfig
 from s3core.rl.batch import collate
 from s3core.rl.ppo import PPOLearner
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import pytest
 
-from s3core.agent.inference import contexts_spec, s3_run
+from s3core.agent.inference import s3_run
 from s3core.agent.policy import PolicyOutput, SamplingSettings, TransformersPolicy
 from s3core.agent.protocol import CORRECTIVE_OBSERVATION
 from s3core.agent.rollout import RolloutEngine, client_search, retriever_search
+from s3core.agent.stage import contexts_spec
 from s3core.agent.strategies import Limits, S3Strategy
 from s3core.models.resolve import resolve_model_path
 from s3core.pipeline import open_store

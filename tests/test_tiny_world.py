@@ -14,7 +14,8 @@ import time
 import pydantic
 import pytest
 
-from s3core.data.tiny_world import QUESTION_TYPES, TinyWorldConfig, generate_world, write_world
+from s3core.config.tiny_world import QUESTION_TYPES, TinyWorldConfig
+from s3core.data.tiny_world import generate_world, write_world
 
 
 def normalise(text: str) -> str:

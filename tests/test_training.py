@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from s3core.pipeline import open_store, prepare
+from s3core.rl.checkpoints import complete_checkpoints
 from s3core.rl.stage import CHECKPOINT_EVENT, final_policy_dir, train_spec
-from s3core.rl.trainer import complete_checkpoints
 
 TIMING = {"rollout_s", "reward_s", "update_s"}
 

@@ -246,7 +246,7 @@ def test_the_warm_started_searcher_runs_as_the_s3_searcher_and_as_a_baseline(war
     run = baseline_run(cfg, BaselineConfig(name="s3-warmstart", strategy="s3", model="tiny:searcher_sft"))
     assert run == replace(s3_run(cfg), name="s3-warmstart")  # the searcher's 8-3-3 limits and budgets
     state = warm_start["state"]
-    from s3core.agent.inference import contexts_spec
+    from s3core.agent.stage import contexts_spec
 
     test_set = next(m for m in state.questions if m.stats.get("split") == "test")
     manifest = contexts_spec(cfg, run, test_set, state.corpus, state.dense_index, state.bm25_index,

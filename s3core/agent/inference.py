@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -35,17 +35,25 @@ from s3core.agent.rollout import Rollout, RolloutEngine, retriever_search
 from s3core.agent.sampling import SamplingSettings
 from s3core.agent.strategies import Limits, make_strategy
 from s3core.config.schema import BaselineConfig, RunConfig
-from s3core.evaluation.sampling import sample_questions
-from s3core.generation.prompts import load_prompt
-from s3core.models.resolve import is_tiny, resolve_model_path
+from s3core.data.sampling import sample_questions
+from s3core.models.fingerprint import weights_fingerprint
+from s3core.models.resolve import resolve_model_path
+from s3core.prompts import load_prompt
 from s3core.retrieval.base import DocStore
-from s3core.store import Manifest, StageContext, StageResult, StageSpec
+from s3core.retrieval.indexes import open_retriever_by_name
+from s3core.store import Manifest, StageContext, StageResult
 from s3core.store.stage import write_missing_shards
 
-if TYPE_CHECKING:
-    from s3core.evaluation.checkpoints import Checkpoint
 
-CONTEXTS_CODE = ("agent", "retrieval", "generation/prompts", "models/resolve.py", "evaluation/sampling.py")
+class PolicyCheckpoint(Protocol):
+    """A trained searcher checkpoint as the s3 run needs it (rl/checkpoints.py's Checkpoint is one)."""
+
+    @property
+    def actor(self) -> Path: ...  # the Hugging Face folder of the policy
+
+    @property
+    def label(self) -> str: ...  # the run name its evaluation is reported under, e.g. 's3@step-20'
+
 
 CONTEXTS_SCHEMA = pa.schema([
     ("question_id", pa.string()), ("data_source", pa.string()), ("split", pa.string()), ("question", pa.string()),
@@ -76,7 +84,7 @@ class InferenceRun:
         return make_strategy(self.strategy, self.limits, self.prompt)
 
 
-def s3_run(cfg: RunConfig, checkpoint: Checkpoint | None = None) -> InferenceRun:
+def s3_run(cfg: RunConfig, checkpoint: PolicyCheckpoint | None = None) -> InferenceRun:
     """The s3 searcher's run: "8-3-3" limits from `searcher`; the policy is `searcher.model`, or a trained
     checkpoint, reported as `s3@step-N`."""
     s = cfg.searcher
@@ -103,7 +111,7 @@ def baseline_run(cfg: RunConfig, b: BaselineConfig) -> InferenceRun:
     return InferenceRun(b.name, b.strategy, b.model, retriever, limits, b.max_new_tokens_per_turn)
 
 
-def inference_runs(cfg: RunConfig, checkpoint: Checkpoint | None = None) -> list[InferenceRun]:
+def inference_runs(cfg: RunConfig, checkpoint: PolicyCheckpoint | None = None) -> list[InferenceRun]:
     """The s3 run (the trained `checkpoint` when given) and every baseline of `inference.baselines`."""
     runs = [s3_run(cfg, checkpoint)] if cfg.inference.run_s3 else []
     return runs + [baseline_run(cfg, b) for b in cfg.inference.baselines]
@@ -119,8 +127,6 @@ def contexts_identity(cfg: RunConfig, run: InferenceRun) -> dict[str, Any]:
     identity: dict[str, Any] = {"run": {k: v for k, v in asdict(run).items() if k != "policy_dir"},
                                 "shard_rows": inf.shard_rows}
     if run.policy_dir is not None:  # the weights, wherever they are read from (staging folder or the store)
-        from s3core.evaluation.checkpoints import weights_fingerprint
-
         identity["weights"] = weights_fingerprint(Path(run.policy_dir))
     if ev.max_questions_per_set is not None:
         identity["sample"] = {"max_questions_per_set": ev.max_questions_per_set, "seed": ev.sample_seed}
@@ -135,28 +141,6 @@ def contexts_identity(cfg: RunConfig, run: InferenceRun) -> dict[str, Any]:
     return identity
 
 
-def contexts_spec(cfg: RunConfig, run: InferenceRun, questions: Manifest, corpus: Sequence[Manifest],
-                  dense_index: Manifest | None, bm25_index: Manifest | None, tiny_models: Manifest | None) -> StageSpec:
-    """The `contexts` stage of one run on one QA set (a trained s3 policy comes as `run.policy_dir`)."""
-    inputs: dict[str, Manifest] = {"questions": questions}
-    if run.retriever is not None:
-        index = {"dense": dense_index, "bm25": bm25_index}[run.retriever]
-        if index is None:
-            raise ValueError(f"run {run.name!r} searches the {run.retriever} index, which this config does not build: "
-                             f"enable it under retrieval, or set the run's retriever")
-        inputs[f"{run.retriever}_index"] = index
-        inputs.update({f"corpus/{i:03d}": m for i, m in enumerate(corpus)})
-    uses_tiny = (run.model is not None and is_tiny(run.model)) or (
-        run.retriever == "dense" and is_tiny(cfg.retrieval.dense.encoder))
-    if uses_tiny:
-        if tiny_models is None:
-            raise ValueError(f"run {run.name!r} uses a 'tiny:' model but the tiny models were not built")
-        inputs["tiny_models"] = tiny_models
-
-    def build(ctx: StageContext) -> StageResult:
-        return build_contexts(ctx, cfg, run)
-
-    return StageSpec("contexts", contexts_identity(cfg, run), inputs, build, code=CONTEXTS_CODE)
 
 
 def _policy_model_path(ctx: StageContext, run: InferenceRun) -> str:
@@ -168,7 +152,10 @@ def _policy_model_path(ctx: StageContext, run: InferenceRun) -> str:
 
 def open_policy(cfg: RunConfig, model_path: str):
     """The rollout policy backend the searcher config names."""
-    from s3core.agent.policy import TransformersPolicy, VLLMPolicy
+    from s3core.agent.policy import (  # torch (vLLM for its backend): only when a policy runs
+        TransformersPolicy,
+        VLLMPolicy,
+    )
 
     if cfg.searcher.policy_backend == "vllm":
         return VLLMPolicy(model_path)
@@ -187,7 +174,6 @@ def build_contexts(ctx: StageContext, cfg: RunConfig, run: InferenceRun) -> Stag
     def open_worker():
         docs, search = None, None
         if run.retriever is not None:
-            from s3core.reward.precompute import open_retriever_by_name
 
             corpus = [m for key, m in sorted(ctx.inputs.items()) if key.startswith("corpus/")]
             retriever, docs = open_retriever_by_name(ctx.store, cfg, run.retriever, corpus, ctx.inputs.get("dense_index"),

@@ -32,7 +32,7 @@ import re
 from dataclasses import dataclass
 
 from s3core.agent.protocol import CORRECTIVE_OBSERVATION, parse_query, parse_turn, strip_forged_information, tag_body
-from s3core.generation.prompts import load_prompt
+from s3core.prompts import load_prompt
 from s3core.registry import member_by_value
 
 

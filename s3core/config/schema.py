@@ -14,8 +14,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from s3core.data.tiny_world import TinyWorldConfig
-from s3core.models.tiny_config import TinyModelsConfig
+from s3core.config.tiny_models import TinyModelsConfig
+from s3core.config.tiny_world import TinyWorldConfig
+from s3core.prompts import available_prompts
 
 
 class _Section(BaseModel):
@@ -250,7 +251,7 @@ class SearcherConfig(_Section):
     rollout_batch_size: int = Field(default=64, gt=0, description="trajectories per policy forward batch")
     prompt: str = Field(
         default="searcher_s3",
-        description="the s3 searcher's prompt template (s3core/generation/prompts): searcher_s3 = the protocol "
+        description="the s3 searcher's prompt template (s3core/prompts): searcher_s3 = the protocol "
         "explained in full; searcher_s3_brief = the same tags in four lines, for models trained from scratch (tiny)")
 
     @property
@@ -261,8 +262,6 @@ class SearcherConfig(_Section):
     @field_validator("prompt")
     @classmethod
     def _prompt_is_shipped(cls, value: str) -> str:
-        from s3core.generation.prompts import available_prompts
-
         choices = [p for p in available_prompts() if p.startswith("searcher_s3")]
         if value not in choices:
             raise ValueError(f"searcher.prompt {value!r} is not a shipped s3 searcher prompt; choose one of {choices}")

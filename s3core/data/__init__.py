@@ -1,1 +1,2 @@
-"""Data formats and datasets: the tiny world generator (``tiny_world``) and readers of corpus and QA files."""
+"""Data: corpus and QA formats and their ingest, the tiny world generator (``tiny_world``), matching answers
+against gold answers (``answers``), sampling evaluation questions, and the data stages (``stage``)."""

@@ -12,34 +12,15 @@ path, so the folder can be copied or served as it is.
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from s3core.config.schema import RunConfig
 from s3core.evaluation.summary import METRICS, comparison_rows, run_order, set_metrics
-from s3core.store import Manifest, StageContext, StageResult, StageSpec
+from s3core.store import Manifest, StageContext, StageResult
 
-REPORT_CODE = ("evaluation/report.py", "evaluation/summary.py")
 CURVE_COLUMNS = ("step", "reward_mean", "genacc_s3")
 
 
-def report_spec(cfg: RunConfig, scores: Sequence[Manifest], train: Manifest | None = None,
-                reward_curve: Sequence[dict[str, Any]] | None = None, title: str | None = None) -> StageSpec:
-    """The report over `scores` (any runs and QA sets); the reward curve from `train`'s metrics.parquet or,
-    for a checkpoint still training, from the metrics given."""
-    if not scores:
-        raise ValueError("nothing to report: no scores artifacts were given (no evaluation QA set, or no run)")
-    inputs = {f"scores/{i:03d}": m for i, m in enumerate(scores)}
-    if train is not None:
-        inputs["train"] = train
-    curve = [{k: float(row[k]) for k in CURVE_COLUMNS if k in row} for row in (reward_curve or [])]
-    identity = {"title": title or f"s3-train evaluation ({cfg.name})", "reward_curve": curve}
-
-    def build(ctx: StageContext) -> StageResult:
-        return build_report(ctx, identity["title"], curve)
-
-    return StageSpec("report", identity, inputs, build, kind="dir", code=REPORT_CODE)
 
 
 def train_curve(store, train: Manifest) -> list[dict[str, float]]:

@@ -19,12 +19,9 @@ import pyarrow as pa
 
 from s3core.config.schema import RunConfig
 from s3core.generation.backends import make_backend
-from s3core.models.resolve import is_tiny
 from s3core.reward.precompute import answer_and_score, answering_identity, empty_answers
-from s3core.store import Manifest, StageContext, StageResult, StageSpec
+from s3core.store import StageContext, StageResult
 from s3core.store.stage import write_missing_shards
-
-SCORES_CODE = ("evaluation/scores.py", "reward", "generation")
 
 SCORES_SCHEMA = pa.schema([
     ("question_id", pa.string()), ("data_source", pa.string()), ("split", pa.string()), ("run", pa.string()),
@@ -48,19 +45,6 @@ def scores_identity(cfg: RunConfig, data_source: str) -> dict[str, Any]:
     return {**answering_identity(cfg), "scoring": scoring_rule(cfg, data_source), "shard_rows": cfg.evaluation.shard_rows}
 
 
-def scores_spec(cfg: RunConfig, contexts: Manifest, tiny_models: Manifest | None) -> StageSpec:
-    """The `scores` stage of one contexts artifact (one run on one QA set)."""
-    inputs = {"contexts": contexts}
-    if is_tiny(cfg.generator.model):
-        if tiny_models is None:
-            raise ValueError("the generator is a 'tiny:' model but the tiny models were not built")
-        inputs["tiny_models"] = tiny_models
-    data_source = contexts.stats.get("data_source", "")
-
-    def build(ctx: StageContext) -> StageResult:
-        return build_scores(ctx, cfg)
-
-    return StageSpec("scores", scores_identity(cfg, data_source), inputs, build, code=SCORES_CODE)
 
 
 def build_scores(ctx: StageContext, cfg: RunConfig) -> StageResult:

@@ -16,8 +16,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from s3core.config.schema import GeneratorConfig
+from s3core.generation.anthropic_backend import AnthropicChatBackend
 from s3core.generation.base import ChatBackend
+from s3core.generation.local_server import LOCAL_SERVERS
+from s3core.generation.openai_backend import OpenAIChatBackend
 from s3core.models.resolve import resolve_model_path
+from s3core.paths import cache_dir
 from s3core.registry import member_by_value
 
 
@@ -31,8 +35,6 @@ def served_base_url(cfg: GeneratorConfig, model: str) -> str | None:
     """The endpoint requests go to: a local server this process starts (generator.serve), else cfg.base_url."""
     if cfg.serve == "none":
         return cfg.base_url
-    from s3core.generation.local_server import LOCAL_SERVERS
-    from s3core.paths import cache_dir
 
     if not Path(model).is_dir():
         raise ValueError(
@@ -43,8 +45,6 @@ def served_base_url(cfg: GeneratorConfig, model: str) -> str | None:
 
 
 def _openai(cfg: GeneratorConfig, model: str) -> ChatBackend:
-    from s3core.generation.openai_backend import OpenAIChatBackend
-
     base_url = served_base_url(cfg, model)
     if not base_url:
         raise ValueError(
@@ -61,8 +61,6 @@ def _openai(cfg: GeneratorConfig, model: str) -> ChatBackend:
 
 
 def _anthropic(cfg: GeneratorConfig, model: str) -> ChatBackend:
-    from s3core.generation.anthropic_backend import AnthropicChatBackend
-
     if not cfg.base_url:
         raise ValueError("generator.backend is 'anthropic' but generator.base_url is empty: set it to "
                          "https://api.anthropic.com (or a server that speaks the Messages API)")
@@ -72,10 +70,10 @@ def _anthropic(cfg: GeneratorConfig, model: str) -> ChatBackend:
 
 
 def _transformers(cfg: GeneratorConfig, model: str) -> ChatBackend:
-    from s3core.reader.extractive import is_extractive_reader
+    from s3core.generation.extractive_reader import is_extractive_reader  # torch: only for the extractive reader
 
     if is_extractive_reader(model):  # a span model (the tiny world's trained reader) answers by extraction
-        from s3core.reader.backend import ReaderChatBackend
+        from s3core.generation.reader_backend import ReaderChatBackend  # torch: only for the extractive reader
 
         return ReaderChatBackend(model_path=model)
     from s3core.generation.transformers_backend import TransformersChatBackend  # imports torch

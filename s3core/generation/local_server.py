@@ -28,10 +28,10 @@ LOG_TAIL_CHARS = 3000
 
 def _serve_command(model_dir: Path, port: int, device: str, extra_args: tuple[str, ...] = ()) -> list[str]:
     """`transformers serve` for a causal LM folder; the project's reader server for an extractive reader."""
-    from s3core.reader.extractive import is_extractive_reader
+    from s3core.generation.extractive_reader import is_extractive_reader  # torch: only to tell a reader folder apart
 
     if is_extractive_reader(model_dir):
-        return [sys.executable, "-m", "s3core.reader.server", "--model", str(model_dir), "--host", "127.0.0.1",
+        return [sys.executable, "-m", "s3core.generation.reader_server", "--model", str(model_dir), "--host", "127.0.0.1",
                 "--port", str(port), "--device", device, *extra_args]
     cli = Path(sys.executable).with_name("transformers")
     program = [str(cli)] if cli.exists() else [shutil.which("transformers") or "transformers"]

@@ -39,9 +39,9 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from s3core.config.tiny_models import EncoderTrainingConfig
 from s3core.data.formats import split_wiki_contents
-from s3core.models.tiny_config import EncoderTrainingConfig
-from s3core.retrieval.encoder import Pooling, embed_hidden, passage_input
+from s3core.models.pooling import Pooling, embed_hidden, passage_input
 
 TRAIN_FILE = "train.jsonl"
 CORPUS_FILE = "corpus.jsonl"

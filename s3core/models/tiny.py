@@ -53,8 +53,7 @@ from transformers import (
     Qwen2Tokenizer,
 )
 
-from s3core.models.encoder_training import train_encoder, training_pairs
-from s3core.models.tiny_config import (  # re-exported: the configs live apart from torch
+from s3core.config.tiny_models import (  # re-exported: the configs live apart from torch
     CAUSAL_SPECIAL_TOKENS,
     EOS_TOKEN,
     IM_END_TOKEN,
@@ -64,6 +63,7 @@ from s3core.models.tiny_config import (  # re-exported: the configs live apart f
     TinyEncoderConfig,
     TinyModelsConfig,
 )
+from s3core.models.encoder_training import train_encoder, training_pairs
 
 log = logging.getLogger(__name__)
 

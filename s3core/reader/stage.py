@@ -18,10 +18,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from s3core.config.schema import RunConfig
+from s3core.data.answers import span_check
 from s3core.models.resolve import resolve_model_path
+from s3core.retrieval.base import DocStore
+from s3core.retrieval.indexes import open_retriever_by_name
 from s3core.store import Manifest, StageContext, StageResult, StageSpec
 
-READER_CODE = ("reader", "agent/context.py", "reward/span.py", "generation/prompts")
 CONDITIONS = ("gold", "naive", "none")
 
 
@@ -45,16 +47,14 @@ def reader_spec(cfg: RunConfig, tiny_models: Manifest, corpus: Sequence[Manifest
     def build(ctx: StageContext) -> StageResult:
         return build_reader(ctx, cfg)
 
-    return StageSpec("reader", identity, inputs, build, kind="dir", code=READER_CODE)
+    return StageSpec("reader", identity, inputs, build, kind="dir")
 
 
 def build_reader(ctx: StageContext, cfg: RunConfig) -> StageResult:
     import torch
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
-    from s3core.reader.training import reader_questions, train_reader
-    from s3core.retrieval.base import DocStore
-    from s3core.reward.precompute import open_retriever_by_name
+    from s3core.reader.training import reader_questions, train_reader  # torch: loaded only when this runs
 
     rcfg = cfg.reader
     store = ctx.store
@@ -101,7 +101,7 @@ def copy_model_set(models_dir, out) -> None:
 
 def measure_reader(model_dir: str, questions, docs, naive_rows: Sequence[Sequence[int]], max_length: int) -> dict[str, Any]:
     """GenAcc (span_check) of the reader on `questions` with the gold passages, the naive rows, and nothing."""
-    from s3core.reader.extractive import ExtractiveReader
+    from s3core.generation.extractive_reader import ExtractiveReader  # torch: loaded only when this runs
 
     reader = ExtractiveReader(model_dir, max_length=max_length)
     rows_by_condition = {"gold": [q.supporting_rows for q in questions], "naive": list(naive_rows),
@@ -115,8 +115,7 @@ def measure_reader(model_dir: str, questions, docs, naive_rows: Sequence[Sequenc
 def reader_hits(reader, questions, docs, rows: Sequence[Sequence[int]]) -> list[bool]:
     """Per question, whether the reader's answer from those passage rows (as the generator would see them) passes
     span_check against the gold answers."""
-    from s3core.reader.training import context_text
-    from s3core.reward.span import span_check
+    from s3core.reader.training import context_text  # torch: loaded only when this runs
 
     contexts = [context_text(docs, r, q.question) for q, r in zip(questions, rows)]
     answers = reader.answer([q.question for q in questions], contexts)

@@ -94,7 +94,7 @@ def embed_corpus(ctx: StageContext, docs: DocStore, encoder: DenseEncoder, shard
     Resumes after a crash: shards already on disk are kept and only the others are encoded. A finished
     shard is written in a background thread while the next one is encoded (one write in flight at most).
     """
-    from s3core.store import StageResult
+    from s3core.store import StageResult  # not at the top: bench/gpu_dense.py runs this module without the store
 
     if shard_rows < 1:
         raise ValueError(f"shard_rows must be positive (got {shard_rows})")
@@ -261,7 +261,7 @@ def build_dense_index(
     """The INDEX stage: the embeddings artifact -> a directory with index.faiss and meta.json."""
     import faiss
 
-    from s3core.store import StageResult
+    from s3core.store import StageResult  # not at the top: bench/gpu_dense.py runs this module without the store
 
     params = params or IndexParams()
     index_type = index_type_from_name(cfg.index_type)
@@ -580,7 +580,9 @@ class DenseRetriever:
         return self.searcher.engine
 
     def search(self, queries: Sequence[str], topk: int) -> list[list[SearchHit]]:
-        from s3core.retrieval.base import hits_from_arrays
+        from s3core.retrieval.base import (
+            hits_from_arrays,  # not at the top: bench/gpu_dense.py runs this module without the store
+        )
 
         if not queries:
             return []

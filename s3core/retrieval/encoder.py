@@ -21,7 +21,7 @@ How this differs from the usual encode loop (FlashRAG's `Encoder.encode`), and w
 - pooling runs in float32 whatever the model's dtype; fp16/bf16 are used only on CUDA (CPU half-precision
   matmuls are slow or missing), with a log line when a CPU run falls back to float32.
 
-This module imports only torch, transformers and numpy (no s3core.store), so `bench/gpu_dense.py` runs it on
+This module imports only torch, transformers, numpy and s3core.models.pooling (no s3core.store), so `bench/gpu_dense.py` runs it on
 machines that have nothing else.
 """
 
@@ -33,14 +33,14 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from enum import Enum
 from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tokenizers import Tokenizer
 from transformers import AutoModel, AutoTokenizer
+
+from s3core.models.pooling import embed_hidden, passage_input, pooling_from_name
 
 if TYPE_CHECKING:
     from s3core.config.schema import DenseRetrievalConfig
@@ -52,50 +52,6 @@ R = TypeVar("R")
 TokenBatch = dict[str, torch.Tensor]  # input_ids / attention_mask / token_type_ids, each [B, T]
 
 TORCH_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-# -- pooling: pure tensor functions and their registry -------------------------------------------------
-class Pooling(str, Enum):
-    MEAN = "mean"
-    CLS = "cls"
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of the token vectors where mask is 1: [B, T, H], [B, T] -> [B, H]."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)  # [B, T, 1]
-    summed = (hidden * weights).sum(dim=1)  # [B, H]
-    return summed / weights.sum(dim=1).clamp(min=1.0)  # [B, H]
-
-
-def cls_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The first token's vector ([CLS] for BERT tokenizers): [B, T, H] -> [B, H]."""
-    return hidden[:, 0]  # [B, H]
-
-
-POOLERS: dict[Pooling, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-    Pooling.MEAN: mean_pool,
-    Pooling.CLS: cls_pool,
-}
-
-
-def pooling_from_name(name: str | Pooling) -> Pooling:
-    try:
-        return Pooling(name)
-    except ValueError:
-        valid = ", ".join(p.value for p in Pooling)
-        raise ValueError(f"unknown pooling {name!r}; valid names: {valid}") from None
-
-
-def embed_hidden(hidden: torch.Tensor, mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:
-    """Pool in float32 and L2-normalise: [B, T, H], [B, T] -> [B, H] unit vectors."""
-    pooled = POOLERS[pooling](hidden.float(), mask)  # [B, H]
-    return F.normalize(pooled, p=2.0, dim=-1)  # [B, H]
-
-
-# -- inputs --------------------------------------------------------------------------------------------
-def passage_input(title: str, text: str, prefix: str = "") -> str:
-    """The string a passage is encoded from: prefix + wiki-18 contents ('"Title"\\ntext')."""
-    return f'{prefix}"{title}"\n{text}'
 
 
 def length_order(texts: Sequence[str]) -> np.ndarray:

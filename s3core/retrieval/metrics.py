@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
+from s3core.data.answers import span_check
 from s3core.retrieval.base import DocStore, Retriever, SearchHit
-from s3core.reward.span import span_check
 
 
 def answer_recall(hits: Sequence[Sequence[SearchHit]], answers: Sequence[Sequence[str]], docs: DocStore, k: int) -> float:

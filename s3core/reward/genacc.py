@@ -4,8 +4,8 @@ GenAcc = span_check OR judge_check. span_check runs on every answer; the LLM jud
 answers span_check rejected (and only when `use_judge` is on), all of them in one batched call, so a
 correct span costs no judge tokens. EM and token F1 are computed alongside for reporting.
 
-Deliberate fixes of the public s3 code: a gold answer that normalises to nothing never matches (span.py,
-metrics.py), and a judge that fails or gives an unreadable verdict raises (judge.py) instead of scoring 0.
+Deliberate fixes of the public s3 code: a gold answer that normalises to nothing never matches
+(data/answers.py), and a judge that fails or gives an unreadable verdict raises (judge.py) instead of scoring 0.
 
 Reward kinds: the paper's GBR = GenAcc(s3 context) - GenAcc(naive top-3 RAG context), the default; and the
 public code's GBR + GenAcc(s3 context). Both are named entries of a registry keyed by `RewardKind`.
@@ -17,10 +17,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
+from s3core.data.answers import exact_match, f1, span_check
 from s3core.generation.base import ChatBackend
 from s3core.reward.judge import JudgeItem, judge_many
-from s3core.reward.metrics import exact_match, f1
-from s3core.reward.span import span_check
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """judge_check: an LLM decides whether a response contains any gold answer (DESIGN.md section 2, GenAcc).
 
 The judge sees the question, the gold answers and the response through the template
-`s3core/generation/prompts/judge.txt` (or, with reward.judge_prompt: judge_response_only, the gold answers
+`s3core/prompts/judge.txt` (or, with reward.judge_prompt: judge_response_only, the gold answers
 and the response alone, as the public code asks it), and answers at temperature 0 with at most 10 new
 tokens. Its reply is parsed strictly (`parse_verdict`): "yes" or "no", give or take case, whitespace and punctuation.
 
@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from s3core.generation.base import ChatBackend, GenerationParams, GeneratorError, Message
-from s3core.generation.prompts import load_prompt
+from s3core.prompts import load_prompt
 
 JUDGE_PARAMS = GenerationParams(max_new_tokens=10, temperature=0.0, top_p=1.0)
 RETRY_REMINDER = "Your reply could not be read. Reply with exactly one word: yes or no."

@@ -37,17 +37,15 @@ from s3core.agent.context import format_docs
 from s3core.config.schema import RunConfig
 from s3core.generation.backends import make_backend
 from s3core.generation.base import ChatBackend, GenerationParams, GeneratorError, Message
-from s3core.generation.prompts import load_prompt
-from s3core.models.resolve import is_tiny
+from s3core.prompts import load_prompt
 from s3core.retrieval.base import DocStore, Retriever
+from s3core.retrieval.indexes import open_naive_retriever
 from s3core.reward.genacc import AnswerScore, score_answers
-from s3core.store import ArtifactStore, Manifest, StageContext, StageResult, StageSpec
+from s3core.store import StageContext, StageResult
 from s3core.store.stage import write_missing_shards
 
 SHARD_ROWS = 256  # questions per naive_rag shard (the unit of resume); a module default, not a config field
 # the retrievers run in-process here, so their query-side code is part of what this stage computes
-NAIVE_RAG_CODE = ("reward", "generation", "retrieval", "agent/context.py")
-TRAINING_POOL_CODE = ("reward/precompute.py",)
 GENERATOR_PROMPT = "generator_system"
 YES_NO_ANSWERS = frozenset({"yes", "no", "true", "false"})
 # the public code's spellings: exact, lower case or capitalised
@@ -107,49 +105,6 @@ def naive_rag_identity(cfg: RunConfig, shard_rows: int) -> dict[str, Any]:
     }
 
 
-def naive_rag_spec(
-    cfg: RunConfig,
-    questions: Manifest,
-    corpus: Sequence[Manifest],
-    dense_index: Manifest | None,
-    bm25_index: Manifest | None,
-    tiny_models: Manifest | None,
-    shard_rows: int = SHARD_ROWS,
-) -> StageSpec:
-    """The `naive_rag` stage of one QA set (one artifact per questions manifest)."""
-    if shard_rows < 1:
-        raise ValueError(f"shard_rows must be >= 1, got {shard_rows}")
-    name = cfg.retrieval.naive_retriever
-    index = {"dense": dense_index, "bm25": bm25_index}[name]
-    if index is None:
-        raise ValueError(f"retrieval.naive_retriever is {name!r} but the {name} index has not been built")
-    needs_models = is_tiny(cfg.generator.model) or (name == "dense" and is_tiny(cfg.retrieval.dense.encoder))
-    if needs_models and tiny_models is None:
-        raise ValueError("the generator or the dense encoder is a 'tiny:' model but the tiny models were not built")
-    inputs = {"questions": questions, f"{name}_index": index, **{f"corpus/{i:03d}": m for i, m in enumerate(corpus)}}
-    if needs_models:
-        inputs["tiny_models"] = tiny_models
-
-    def build(ctx: StageContext) -> StageResult:
-        return build_naive_rag(ctx, cfg, shard_rows)
-
-    return StageSpec("naive_rag", naive_rag_identity(cfg, shard_rows), inputs, build, code=NAIVE_RAG_CODE)
-
-
-def open_retriever_by_name(store: ArtifactStore, cfg: RunConfig, name: str, corpus: Sequence[Manifest],
-                           dense_index: Manifest | None, bm25_index: Manifest | None,
-                           tiny_models: Manifest | None) -> tuple[Retriever, DocStore]:
-    """The retriever `name` (dense | bm25), and the doc store its rows index."""
-    from s3core.retrieval.stages import open_retrievers  # loads FAISS / the JVM only when building
-
-    retrievers, docs = open_retrievers(store, cfg, corpus, dense_index, bm25_index, tiny_models, [name])
-    return retrievers[name], docs
-
-
-def open_naive_retriever(store: ArtifactStore, cfg: RunConfig, corpus: Sequence[Manifest], dense_index: Manifest | None,
-                         bm25_index: Manifest | None, tiny_models: Manifest | None) -> tuple[Retriever, DocStore]:
-    """The retriever `retrieval.naive_retriever` names, and the doc store its rows index."""
-    return open_retriever_by_name(store, cfg, cfg.retrieval.naive_retriever, corpus, dense_index, bm25_index, tiny_models)
 
 
 def _open_naive_retriever(ctx: StageContext, cfg: RunConfig) -> tuple[Retriever, DocStore]:
@@ -240,21 +195,6 @@ def _naive_row(question: dict[str, Any], doc_ids: list[str], context: str, answe
     }
 
 
-# -- training_pool ----------------------------------------------------------------------------------------
-def training_pool_spec(cfg: RunConfig, naive: Sequence[Manifest]) -> StageSpec:
-    """The `training_pool` stage: naive-RAG failures of the train split, without yes/no questions
-    (`reward.yes_no_filter` says which count as yes/no)."""
-    inputs = {f"naive_rag/{i:03d}": m for i, m in enumerate(naive) if m.stats.get("split") == "train"}
-    if not inputs:
-        raise ValueError("training_pool needs at least one naive_rag artifact of a train-split QA set; none was given")
-
-    rule = cfg.reward.yes_no_filter
-
-    def build(ctx: StageContext) -> StageResult:
-        return build_training_pool(ctx, rule)
-
-    return StageSpec("training_pool", {"rule": "naive_genacc_false_and_not_yes_no", "yes_no_filter": rule},
-                     inputs, build, code=TRAINING_POOL_CODE)
 
 
 def select_training_rows(rows: Sequence[dict[str, Any]], yes_no_filter: str = "all_gold"

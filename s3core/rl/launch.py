@@ -17,19 +17,24 @@ import sys
 from pathlib import Path
 from typing import Any
 
-EVENT_PREFIX = "S3EVENT "
+from s3core.agent.rollout import retriever_search
+from s3core.config.schema import RunConfig
+from s3core.generation.backends import make_backend
+from s3core.generation.local_server import LOCAL_SERVERS
+from s3core.models.resolve import resolve_model_path
+from s3core.retrieval.indexes import open_naive_retriever
+from s3core.rl.engine import ensure_distributed
+from s3core.rl.stage import EVENT_PREFIX
+from s3core.rl.trainer import SearcherTrainer, TrainingData, rank_and_world
+from s3core.store import ArtifactStore, Manifest
 
 
 def announce(kind: str, **payload: Any) -> None:
-    from s3core.rl.trainer import rank_and_world
-
     if rank_and_world()[0] == 0:
         print(EVENT_PREFIX + json.dumps({"kind": kind, **payload}), flush=True)
 
 
 def load_training_data(store, manifests: dict[str, Any]):
-    from s3core.rl.trainer import TrainingData
-
     pool = store.read_table(manifests["training_pool"]).to_pylist()
     naive: dict[str, float] = {}
     for key, manifest in manifests.items():
@@ -47,14 +52,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
-    from s3core.config.schema import RunConfig
-    from s3core.generation.backends import make_backend
-    from s3core.generation.local_server import LOCAL_SERVERS
-    from s3core.models.resolve import resolve_model_path
-    from s3core.reward.precompute import open_naive_retriever
-    from s3core.rl.engine import ensure_distributed
-    from s3core.rl.trainer import SearcherTrainer
-    from s3core.store import ArtifactStore, Manifest
 
     spec = json.loads(args.spec.read_text())
     cfg = RunConfig.model_validate(spec["config"])
@@ -68,7 +65,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         generator = make_backend(cfg.generator, tiny)
         asyncio.run(generator.health())
-        from s3core.agent.rollout import retriever_search
 
         trainer = SearcherTrainer(cfg, resolve_model_path(cfg.searcher.model, tiny), load_training_data(store, manifests),
                                   retriever_search(retriever), docs, generator, Path(spec["run_dir"]),

@@ -31,12 +31,12 @@ from s3core.config.schema import RunConfig
 from s3core.generation.local_server import free_port
 from s3core.models.resolve import is_tiny
 from s3core.reward.precompute import answering_identity
-from s3core.rl.launch import EVENT_PREFIX
+from s3core.rl.checkpoints import complete_checkpoints
 from s3core.store import Manifest, StageContext, StageResult, StageSpec
 from s3core.supervise import stop_supervised, supervised
 
-TRAIN_CODE = ("rl", "agent", "reward", "generation", "retrieval")
 CHECKPOINT_EVENT = "s3.checkpoint.saved"
+EVENT_PREFIX = "S3EVENT "  # rank 0 of the trainer prints one such line per event (rl/launch.py)
 LOG_TAIL_CHARS = 4000
 FOLLOW_POLL_S = 0.05  # how often the log is read for new lines while the trainer runs
 # a parent that ran DeepSpeed itself (tests, notebooks) has these set; the trainer must get its own group
@@ -65,7 +65,7 @@ def train_spec(cfg: RunConfig, training_pool: Manifest, naive_rag: Sequence[Mani
     def build(ctx: StageContext) -> StageResult:
         return build_train(ctx, cfg)
 
-    return StageSpec("train", identity, inputs, build, kind="dir", code=TRAIN_CODE)
+    return StageSpec("train", identity, inputs, build, kind="dir")
 
 
 def launcher_command(spec_path: Path) -> list[str]:
@@ -141,8 +141,6 @@ def _dispatch(ctx: StageContext, cfg: RunConfig, event: dict) -> None:
 
 
 def _final_state(run_dir: Path) -> dict:
-    from s3core.rl.trainer import complete_checkpoints
-
     done = complete_checkpoints(run_dir)
     if not done:
         raise RuntimeError(f"the trainer finished but left no complete checkpoint in {run_dir}")
@@ -151,6 +149,5 @@ def _final_state(run_dir: Path) -> dict:
 
 def final_policy_dir(local_dir: Path) -> Path:
     """The newest checkpoint's Hugging Face folder inside a train artifact."""
-    from s3core.rl.trainer import complete_checkpoints
 
     return complete_checkpoints(Path(local_dir))[-1] / "actor"

@@ -46,12 +46,12 @@ from s3core.reward.genacc import reward
 from s3core.reward.precompute import answer_and_score, empty_answers
 from s3core.rl.batch import collate
 from s3core.rl.checkpoint_io import load_safely, restore_rng, rng_state
+from s3core.rl.checkpoints import DONE_MARKER, checkpoint_dir, complete_checkpoints
 from s3core.rl.ppo import PPOLearner
 from s3core.rl.tensorboard import TensorBoardLog
+from s3core.store import ArtifactStore
 
 log = logging.getLogger(__name__)
-CHECKPOINT_PREFIX = "step-"
-DONE_MARKER = "done"
 
 
 @dataclass
@@ -73,16 +73,6 @@ class TrainerState:
     step: int = 0
     cursor: int = 0  # questions consumed so far (the data cursor)
     metrics: list[dict[str, float]] = field(default_factory=list)
-
-
-def checkpoint_dir(run_dir: Path, step: int) -> Path:
-    return run_dir / f"{CHECKPOINT_PREFIX}{step:06d}"
-
-
-def complete_checkpoints(run_dir: Path) -> list[Path]:
-    """Checkpoint folders with their `done` marker, oldest first."""
-    found = [p for p in run_dir.glob(f"{CHECKPOINT_PREFIX}*") if (p / DONE_MARKER).exists()]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
 
 
 def question_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -257,7 +247,6 @@ class SearcherTrainer:
 
 def portable_config(cfg: RunConfig) -> dict[str, Any]:
     """The run's config as JSON with the store root made absolute, so it reads the same store from any cwd."""
-    from s3core.store import ArtifactStore
 
     data = cfg.model_dump(mode="json")
     store = ArtifactStore(cfg.store.root)

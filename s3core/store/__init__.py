@@ -11,10 +11,11 @@ from s3core.store.stage import (
     StageContext,
     StageResult,
     StageSpec,
+    StageSummary,
     run_stage,
     stage_key,
 )
-from s3core.store.store import ArtifactStore, TableWriter
+from s3core.store.store import ArtifactStore, TableWriter, open_store
 
 __all__ = [
     "ArtifactError",
@@ -24,8 +25,10 @@ __all__ = [
     "StageContext",
     "StageResult",
     "StageSpec",
+    "StageSummary",
     "TableWriter",
     "code_hash",
+    "open_store",
     "run_stage",
     "stable_hash",
     "stage_key",

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 from pydantic import BaseModel
 
+from s3core.store.code_identity import code_files_of
 from s3core.store.hashing import code_hash, stable_hash
 from s3core.store.manifest import Manifest
 from s3core.store.store import (
@@ -39,6 +40,19 @@ class EventSink(Protocol):
     """Where stages announce milestones (a Prefect event in tasks/, a log line here)."""
 
     def __call__(self, event: str, payload: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """What a finished stage shows its user (tasks/ posts it as a Prefect table or markdown artifact).
+
+    `key` is short and unique within a setting ("retrieval-recall"); tasks/ prefixes the setting's name.
+    A table is a list of rows (dicts); markdown is one string."""
+
+    key: str
+    description: str
+    table: list[dict[str, Any]] | None = None
+    markdown: str | None = None
 
 
 def log_event(event: str, payload: dict[str, Any]) -> None:
@@ -107,14 +121,26 @@ class StageSpec:
     inputs: Mapping[str, Manifest]
     build: Callable[[StageContext], StageResult]
     kind: str = "table"
-    code: tuple[str, ...] | None = None  # s3core paths whose source enters the key (None: all of s3core)
+    detail: str = ""  # what distinguishes this artifact from others of its stage (a QA set, a run): for names
+    code: tuple[str, ...] | None = None  # s3core files whose source enters the key (None: derived from build)
+
+    @property
+    def code_files(self) -> tuple[str, ...]:
+        """The s3core source the stage runs: `code`, or what its build function imports (code_identity.py)."""
+        return self.code if self.code is not None else code_files_of(self.build)
 
     @property
     def key(self) -> str:
-        return stage_key(self.stage, self.config, self.inputs, self.code)
+        return stage_key(self.stage, self.config, self.inputs, self.code_files)
+
+    @property
+    def label(self) -> str:
+        """A readable name of this artifact: the stage, and its detail if any (e.g. naive_rag tiny_nq/test)."""
+        return f"{self.stage} {self.detail}" if self.detail else self.stage
 
     def run(self, store: ArtifactStore, progress: ProgressReporter = log_progress, events: EventSink = log_event) -> Manifest:
-        return run_stage(store, self.stage, self.config, self.inputs, self.build, self.kind, progress, self.code, events)
+        return run_stage(store, self.stage, self.config, self.inputs, self.build, self.kind, progress, self.code_files,
+                         events)
 
     def completed(self, store: ArtifactStore) -> Manifest | None:
         return store.find_complete(self.stage, self.key)

@@ -337,3 +337,8 @@ def _verify_files(manifest: Manifest, folder: Path) -> None:
                     f"artifact {manifest.stage}/{manifest.key} is corrupt: {path} does not match its manifest; "
                     f"delete the artifact directory and re-run the '{manifest.stage}' stage"
                 )
+
+
+def open_store(cfg: Any) -> ArtifactStore:
+    """The artifact store of a run config (`cfg.store.root`: a local path or an fsspec URL)."""
+    return ArtifactStore(cfg.store.root)

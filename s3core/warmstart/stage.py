@@ -23,11 +23,17 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
+from s3core.agent.context import structured_context
+from s3core.agent.inference import s3_run
+from s3core.agent.rollout import RolloutEngine, retriever_search
+from s3core.agent.sampling import SamplingSettings
 from s3core.config.schema import RunConfig
 from s3core.models.resolve import resolve_model_path
+from s3core.reader.stage import copy_model_set
+from s3core.retrieval.indexes import open_retriever_by_name
 from s3core.store import Manifest, StageContext, StageResult, StageSpec
+from s3core.warmstart.oracle import OraclePolicy, needs_by_question
 
-WARMSTART_CODE = ("warmstart", "agent", "retrieval", "reader/training.py")
 OUTPUT_NAME = "searcher_sft"  # the folder in the artifact: `tiny:searcher_sft` in configs
 
 
@@ -46,7 +52,6 @@ def warmstart_spec(cfg: RunConfig, models: Manifest | None, corpus: Sequence[Man
         raise ValueError(f"the warm start searches the {name} index (retrieval.naive_retriever), which was not built")
     inputs = {"models": models, f"{name}_index": index, **{f"questions/{i:03d}": m for i, m in enumerate(train)},
               **{f"corpus/{i:03d}": m for i, m in enumerate(corpus)}}
-    from s3core.agent.inference import s3_run
 
     run = s3_run(cfg)
     identity = {"warmstart": cfg.warmstart.model_dump(mode="json", exclude={"device"}), "retriever": name,
@@ -56,15 +61,14 @@ def warmstart_spec(cfg: RunConfig, models: Manifest | None, corpus: Sequence[Man
     def build(ctx: StageContext) -> StageResult:
         return build_warmstart(ctx, cfg)
 
-    return StageSpec("warmstart", identity, inputs, build, kind="dir", code=WARMSTART_CODE)
+    return StageSpec("warmstart", identity, inputs, build, kind="dir")
 
 
 def build_warmstart(ctx: StageContext, cfg: RunConfig) -> StageResult:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from s3core.reader.stage import copy_model_set
-    from s3core.warmstart.sft import example_from_rollout, train_on_examples
+    from s3core.warmstart.sft import example_from_rollout, train_on_examples  # torch: loaded only when this runs
 
     wcfg, store = cfg.warmstart, ctx.store
     models_dir = store.local_dir(ctx.inputs["models"])
@@ -105,7 +109,6 @@ def training_device(setting: str) -> str:
 
 def oracle_rollouts(ctx: StageContext, cfg: RunConfig, tokenizer) -> tuple[list, list]:
     """`warmstart.passes` noisy oracle trajectories of every train question (pass p uses seed + p)."""
-    from s3core.reward.precompute import open_retriever_by_name
 
     store, wcfg = ctx.store, cfg.warmstart
     corpus = [m for key, m in sorted(ctx.inputs.items()) if key.startswith("corpus/")]
@@ -125,10 +128,6 @@ def oracle_trajectories(cfg: RunConfig, tokenizer, rows: Sequence[dict], retriev
                         under_search: float = 0.0) -> tuple[list, list]:
     """(rollouts, (needs, docs) per rollout): `passes` oracle trajectories of each question row, pass p with
     seed + p, through the real rollout engine with the config's s3 strategy, limits and token budgets."""
-    from s3core.agent.inference import s3_run
-    from s3core.agent.rollout import RolloutEngine, retriever_search
-    from s3core.agent.sampling import SamplingSettings
-    from s3core.warmstart.oracle import OraclePolicy, needs_by_question
 
     needs = needs_by_question(rows, docs, source)
     run = s3_run(cfg)
@@ -147,7 +146,6 @@ def oracle_trajectories(cfg: RunConfig, tokenizer, rows: Sequence[dict], retriev
 def trace_stats(rollouts: Sequence, questions: Sequence) -> dict[str, Any]:
     """What the oracle wrote: trajectories, mean turns and searches, end reasons, and the share whose context
     holds every supporting passage."""
-    from s3core.agent.context import structured_context
 
     complete = 0
     for r, (needs, docs) in zip(rollouts, questions):

@@ -26,6 +26,9 @@ from typing import Any
 
 from s3core.config.schema import RunConfig
 from s3core.evaluation.report import _pyplot, train_curve
+from s3core.pipeline import prepare
+from s3core.store import open_store
+from s3core.store.stage import log_progress
 
 ALL = "all"
 
@@ -237,8 +240,6 @@ def _pm(pair: tuple[float, float], digits: int = 3) -> str:
 
 def result_from_store(seed: int, cfg: RunConfig, state) -> SeedResult:
     """A finished seed's SeedResult from its artifacts (the PipelineState `prepare` returned)."""
-    from s3core.pipeline import open_store
-
     store = open_store(cfg)
     scores = [row for m in state.scores for row in store.read_table(m).to_pylist()]
     evaluated = {(m.stats.get("data_source"), m.stats.get("split")) for m in state.scores}
@@ -289,8 +290,6 @@ def _write_report(out_dir: Path, title: str, results: Sequence[SeedResult], note
 
 def run_experiment(cfg: RunConfig, seeds: Sequence[int], out_dir: Path, progress=None) -> Path:
     """Every seed's full pipeline (finished stages come from the store), then results.md and the plots."""
-    from s3core.pipeline import open_store, prepare
-    from s3core.store.stage import log_progress
 
     results = []
     for seed in seeds:

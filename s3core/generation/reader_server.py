@@ -1,6 +1,6 @@
 """An OpenAI-compatible server for an extractive reader folder, so it is served like any generator.
 
-    python -m s3core.reader.server --model DIR --host 127.0.0.1 --port 8001
+    python -m s3core.generation.reader_server --model DIR --host 127.0.0.1 --port 8001
 
 Routes: `POST /v1/chat/completions` (the subset the OpenAI backend uses: model, messages; sampling fields are
 accepted and ignored, the reader extracts), `GET /v1/models`, `GET /health`. Requests that arrive together
@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from s3core.reader.extractive import ExtractiveReader
+from s3core.generation.extractive_reader import ExtractiveReader
 
 BATCH_WAIT_S = 0.005
 

@@ -6,23 +6,22 @@
     retrieval_eval  recall@k per index and non-train QA set        table
 
 Row i of every index is row i of the DocStore made from the corpus artifacts in `corpus.parts` order, so
-hits need no id map. Loading the indexes back for search is `open_retrievers`.
+hits need no id map. Loading the indexes back for search is retrieval/indexes.py.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import pyarrow as pa
 
 from s3core.config.schema import RunConfig
-from s3core.models.resolve import is_tiny, resolve_model_path
-from s3core.retrieval.base import DocStore, Retriever
-from s3core.store import ArtifactStore, Manifest, StageContext, StageResult, StageSpec
+from s3core.models.resolve import is_tiny
+from s3core.retrieval.base import DocStore
+from s3core.retrieval.indexes import make_encoder, open_retrievers
+from s3core.retrieval.metrics import evaluate_retriever
+from s3core.store import ArtifactStore, Manifest, StageContext, StageResult, StageSpec, StageSummary
 
-DENSE_CODE = ("retrieval/base.py", "retrieval/encoder.py", "retrieval/dense.py")
-BM25_CODE = ("retrieval/base.py", "retrieval/bm25.py")
 # Fields of DenseRetrievalConfig that change the embeddings (the device does not, beyond rounding).
 EMBEDDING_FIELDS = ("encoder", "query_prefix", "passage_prefix", "pooling", "max_length", "dtype", "batch_size", "embed_shard_rows")
 # (batch_size: length-sorted batches change padding, which moves fp16 results by rounding)
@@ -43,24 +42,6 @@ def _corpus_of(ctx: StageContext) -> list[Manifest]:
     return [m for name, m in sorted(ctx.inputs.items()) if name.startswith("corpus/")]
 
 
-def make_encoder(cfg: RunConfig, tiny_models_dir: Path | None, device: str | None = None):
-    from s3core.retrieval.encoder import (
-        DenseEncoder,  # torch + transformers: only when encoding
-    )
-
-    dense = cfg.retrieval.dense
-    return DenseEncoder(
-        resolve_model_path(dense.encoder, tiny_models_dir),
-        pooling=dense.pooling,
-        max_length=dense.max_length,
-        query_prefix=dense.query_prefix,
-        passage_prefix=dense.passage_prefix,
-        device=device or dense.device,
-        dtype=dense.dtype,
-        batch_size=dense.batch_size,
-    )
-
-
 def embed_spec(cfg: RunConfig, corpus: Sequence[Manifest], tiny_models: Manifest | None) -> StageSpec:
     dense = cfg.retrieval.dense
     inputs = _corpus_inputs(corpus)
@@ -70,74 +51,39 @@ def embed_spec(cfg: RunConfig, corpus: Sequence[Manifest], tiny_models: Manifest
         inputs["tiny_models"] = tiny_models
 
     def build(ctx: StageContext) -> StageResult:
-        from s3core.retrieval.dense import embed_corpus
+        from s3core.retrieval.dense import embed_corpus  # FAISS + torch: only when building
 
         docs = DocStore.from_manifests(ctx.store, _corpus_of(ctx))
         models = ctx.store.local_dir(ctx.inputs["tiny_models"]) if "tiny_models" in ctx.inputs else None
         return embed_corpus(ctx, docs, make_encoder(cfg, models), dense.embed_shard_rows)
 
     identity = dense.model_dump(mode="json", include=set(EMBEDDING_FIELDS))
-    return StageSpec("embeddings", identity, inputs, build, code=DENSE_CODE)
+    return StageSpec("embeddings", identity, inputs, build)
 
 
 def dense_index_spec(cfg: RunConfig, embeddings: Manifest) -> StageSpec:
     dense = cfg.retrieval.dense
 
     def build(ctx: StageContext) -> StageResult:
-        from s3core.retrieval.dense import build_dense_index
+        from s3core.retrieval.dense import build_dense_index  # FAISS: only when building
 
         return build_dense_index(ctx, ctx.inputs["embeddings"], dense)
 
     identity = dense.model_dump(mode="json", include=set(INDEX_FIELDS) | {"encoder"})
-    return StageSpec("dense_index", identity, {"embeddings": embeddings}, build, kind="dir", code=DENSE_CODE)
+    return StageSpec("dense_index", identity, {"embeddings": embeddings}, build, kind="dir")
 
 
 def bm25_index_spec(cfg: RunConfig, corpus: Sequence[Manifest]) -> StageSpec:
     bm25 = cfg.retrieval.bm25
 
     def build(ctx: StageContext) -> StageResult:
-        from s3core.retrieval.bm25 import build_bm25_index
+        from s3core.retrieval.bm25 import build_bm25_index  # the JVM (pyserini): only when building
 
         docs = DocStore.from_manifests(ctx.store, _corpus_of(ctx))
         return build_bm25_index(ctx, docs, bm25)
 
     # k1 and b are search-time parameters of Lucene's BM25: they do not change the index
-    return StageSpec("bm25_index", {"indexer": "lucene-default"}, _corpus_inputs(corpus), build, kind="dir", code=BM25_CODE)
-
-
-def open_retrievers(
-    store: ArtifactStore,
-    cfg: RunConfig,
-    corpus: Sequence[Manifest],
-    dense_index: Manifest | None,
-    bm25_index: Manifest | None,
-    tiny_models: Manifest | None,
-    names: Sequence[str] | None = None,
-) -> tuple[dict[str, Retriever], DocStore]:
-    """Load the named indexes (default: retrieval.serve) and the doc store they index into."""
-    docs = DocStore.from_manifests(store, corpus)
-    retrievers: dict[str, Retriever] = {}
-    for name in names or cfg.retrieval.serve:
-        if name == "dense":
-            if dense_index is None:
-                raise ValueError("the dense index has not been built; run `s3agent stage index` first")
-            from s3core.retrieval.dense import DenseRetriever
-
-            models = store.local_dir(tiny_models) if tiny_models is not None else None
-            dense = cfg.retrieval.dense
-            retrievers["dense"] = DenseRetriever.load(
-                store.local_dir(dense_index), make_encoder(cfg, models), backend=dense.search_backend, ef_search=dense.hnsw_ef_search
-            )
-        elif name == "bm25":
-            if bm25_index is None:
-                raise ValueError("the BM25 index has not been built; enable retrieval.bm25 and run `s3agent stage index`")
-            from s3core.retrieval.bm25 import BM25Retriever
-
-            bm25 = cfg.retrieval.bm25
-            retrievers["bm25"] = BM25Retriever.load(store.local_dir(bm25_index), k1=bm25.k1, b=bm25.b, threads=bm25.threads)
-        else:
-            raise ValueError(f"unknown index {name!r}; use dense or bm25")
-    return retrievers, docs
+    return StageSpec("bm25_index", {"indexer": "lucene-default"}, _corpus_inputs(corpus), build, kind="dir")
 
 
 def retrieval_eval_spec(
@@ -156,8 +102,6 @@ def retrieval_eval_spec(
     served = [name for name in ("dense", "bm25") if f"{name}_index" in inputs]
 
     def build(ctx: StageContext) -> StageResult:
-        from s3core.retrieval.metrics import evaluate_retriever
-
         retrievers, docs = open_retrievers(
             ctx.store, cfg, _corpus_of(ctx), ctx.inputs.get("dense_index"), ctx.inputs.get("bm25_index"), ctx.inputs.get("tiny_models"), served
         )
@@ -175,4 +119,11 @@ def retrieval_eval_spec(
 
     identity = {"ks": list(ks), "indexes": served, "dense_ef_search": cfg.retrieval.dense.hnsw_ef_search,
                 "bm25": cfg.retrieval.bm25.model_dump(mode="json", include={"k1", "b"})}
-    return StageSpec("retrieval_eval", identity, inputs, build, code=("retrieval", "reward/span.py"))
+    return StageSpec("retrieval_eval", identity, inputs, build)
+
+
+def recall_summary(cfg: RunConfig, store: ArtifactStore, retrieval_eval: Manifest) -> StageSummary:
+    """The recall table of a retrieval_eval artifact, for the UI."""
+    rows = store.read_table(retrieval_eval).to_pylist()
+    return StageSummary("retrieval-recall", f"Retrieval recall@k ({cfg.name}): answer recall = a top-k passage "
+                        "contains a gold answer", table=[{**r, "value": round(r["value"], 4)} for r in rows])

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Sequence
 
 from s3core.generation.base import GenerationParams, GeneratorError, Message
-from s3core.reader.extractive import ExtractiveReader
+from s3core.generation.extractive_reader import ExtractiveReader
 
 
 class ReaderChatBackend:

@@ -11,19 +11,29 @@ the same step in the completed train artifact of the event's key.
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from s3core.config import parse_config
 from s3core.config.schema import RunConfig
-from s3core.rl.trainer import CHECKPOINT_PREFIX, DONE_MARKER, complete_checkpoints
 from s3core.store import ArtifactStore
 
+CHECKPOINT_PREFIX = "step-"
+DONE_MARKER = "done"  # written last: the checkpoint is complete
 RUN_CONFIG_FILE = "run_config.json"
 _STEP = re.compile(rf"{CHECKPOINT_PREFIX}(\d+)$")
+
+
+def checkpoint_dir(run_dir: Path, step: int) -> Path:
+    return run_dir / f"{CHECKPOINT_PREFIX}{step:06d}"
+
+
+def complete_checkpoints(run_dir: Path) -> list[Path]:
+    """Checkpoint folders with their `done` marker, oldest first."""
+    found = [p for p in run_dir.glob(f"{CHECKPOINT_PREFIX}*") if (p / DONE_MARKER).exists()]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
 
 
 class CheckpointError(ValueError):
@@ -71,7 +81,6 @@ def checkpoint_to_evaluate(checkpoint: str, config: RunConfig | None, store_root
     or "latest" (the newest complete checkpoint of `config`'s setting). Without `config`, the setting is the
     one the checkpoint was trained in (its run_config.json). `store_root`, `train_key` and `step` (from the
     checkpoint event) find a checkpoint whose staging folder has moved into the store since."""
-    from s3core.config import parse_config
 
     if checkpoint == "latest":
         if config is None:
@@ -120,27 +129,6 @@ def _run_name_of(run_dir: Path) -> str | None:
     if not done or not (done[-1] / RUN_CONFIG_FILE).exists():
         return None
     return json.loads((done[-1] / RUN_CONFIG_FILE).read_text()).get("name")
-
-
-def weights_fingerprint(actor: Path) -> str:
-    """sha256 over the actor folder's files (names and contents): the identity of the weights. Hashed once
-    per process for an unchanged folder (a 7B checkpoint is ~15 GB)."""
-    files = sorted(p for p in Path(actor).rglob("*") if p.is_file())
-    if not files:
-        raise CheckpointError(f"{actor} holds no files: not a Hugging Face model folder")
-    signature = tuple((str(p.relative_to(actor)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
-    return _fingerprint(str(actor), signature)
-
-
-@functools.lru_cache(maxsize=64)
-def _fingerprint(actor: str, signature: tuple[tuple[str, int, int], ...]) -> str:
-    digest = hashlib.sha256()
-    for name, _, _ in signature:
-        digest.update(name.encode() + b"\0")
-        with open(Path(actor) / name, "rb") as handle:
-            while chunk := handle.read(1 << 22):
-                digest.update(chunk)
-    return digest.hexdigest()[:16]
 
 
 def checkpoint_metrics(checkpoint: Checkpoint) -> list[dict]:
