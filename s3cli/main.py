@@ -188,7 +188,7 @@ def serve_retriever(
     cfg = _load(config)
     store = pipeline.open_store(cfg)
     state = pipeline.prepare(store, cfg, until="bm25_index")  # only the indexes it serves
-    retrievers, docs = open_retrievers(store, cfg, state.corpus, state.dense_index, state.bm25_index, state.tiny_models, index)
+    retrievers, docs = open_retrievers(store, cfg, state.corpus, state.dense_index, state.bm25_index, state.base_models, index)
     r = cfg.retrieval
     token = os.environ.get(r.token_env) if r.token_env else None
     if r.token_env and not token:

@@ -1,4 +1,5 @@
-"""A loopback static file server with HTTP Range support, for download tests.
+"""A loopback static file server with HTTP Range support, for download tests (and, with index.html pages,
+a static package index for pip).
 
 Run as a subprocess (tests stop it by PID):
     python tests/range_server.py --dir DIR [--cut-once-after BYTES]
@@ -25,6 +26,8 @@ def make_handler(root: Path, cut_after: int | None):
 
         def do_GET(self):  # noqa: N802 - http.server naming
             path = root / self.path.lstrip("/").split("?")[0]
+            if path.is_dir() and (path / "index.html").is_file():  # a static package index (PEP 503) page
+                path = path / "index.html"
             if not path.is_file():
                 self.send_error(404)
                 return
@@ -42,6 +45,8 @@ def make_handler(root: Path, cut_after: int | None):
             else:
                 self.send_response(200)
             body = data[start:]
+            if path.suffix == ".html":
+                self.send_header("Content-Type", "text/html")
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Accept-Ranges", "bytes")
             self.end_headers()

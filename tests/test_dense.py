@@ -17,6 +17,7 @@ from transformers import AutoModel, AutoTokenizer  # noqa: E402
 
 from s3core.config.schema import DenseRetrievalConfig  # noqa: E402
 from s3core.data.tiny_world import TinyWorldConfig, generate_world  # noqa: E402
+from s3core.models.pooling import Pooling, embed_hidden, pooling_from_name  # noqa: E402
 from s3core.models.tiny import TinyEncoderConfig, build_encoder  # noqa: E402
 from s3core.retrieval.base import DocStore  # noqa: E402
 from s3core.retrieval.dense import (  # noqa: E402
@@ -33,7 +34,6 @@ from s3core.retrieval.dense import (  # noqa: E402
     read_index_meta,
     search_embeddings,
 )
-from s3core.models.pooling import Pooling, embed_hidden, pooling_from_name  # noqa: E402
 from s3core.retrieval.encoder import DenseEncoder, pad_batch  # noqa: E402
 from s3core.store import ArtifactStore, StageSpec  # noqa: E402
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from s3core.agent.inference import InferenceRun, build_contexts, contexts_identity
 from s3core.config.schema import RunConfig
-from s3core.models.resolve import is_tiny
+from s3core.models.resolve import in_model_set
 from s3core.store import Manifest, StageContext, StageResult, StageSpec
 from s3core.store.stage import StageSummary
 
@@ -27,8 +27,8 @@ def contexts_spec(cfg: RunConfig, run: InferenceRun, questions: Manifest, corpus
                              f"enable it under retrieval, or set the run's retriever")
         inputs[f"{run.retriever}_index"] = index
         inputs.update({f"corpus/{i:03d}": m for i, m in enumerate(corpus)})
-    uses_tiny = (run.model is not None and is_tiny(run.model)) or (
-        run.retriever == "dense" and is_tiny(cfg.retrieval.dense.encoder))
+    uses_tiny = (run.model is not None and in_model_set(run.model)) or (
+        run.retriever == "dense" and in_model_set(cfg.retrieval.dense.encoder))
     if uses_tiny:
         if tiny_models is None:
             raise ValueError(f"run {run.name!r} uses a 'tiny:' model but the tiny models were not built")

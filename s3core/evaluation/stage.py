@@ -14,7 +14,7 @@ from s3core.config.schema import RunConfig
 from s3core.evaluation.report import CURVE_COLUMNS, build_report
 from s3core.evaluation.scores import build_scores, scores_identity
 from s3core.evaluation.summary import comparison_rows, set_metrics
-from s3core.models.resolve import is_tiny
+from s3core.models.resolve import in_model_set
 from s3core.store import ArtifactStore, Manifest, StageContext, StageResult, StageSpec
 from s3core.store.stage import StageSummary
 
@@ -22,7 +22,7 @@ from s3core.store.stage import StageSummary
 def scores_spec(cfg: RunConfig, contexts: Manifest, tiny_models: Manifest | None) -> StageSpec:
     """The `scores` stage of one contexts artifact (one run on one QA set)."""
     inputs = {"contexts": contexts}
-    if is_tiny(cfg.generator.model):
+    if in_model_set(cfg.generator.model):
         if tiny_models is None:
             raise ValueError("the generator is a 'tiny:' model but the tiny models were not built")
         inputs["tiny_models"] = tiny_models

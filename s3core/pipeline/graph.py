@@ -23,7 +23,7 @@ from s3core.config.schema import RunConfig
 from s3core.data.stage import corpus_spec, questions_spec, world_spec
 from s3core.evaluation.stage import evaluation_summary, report_spec, scores_spec
 from s3core.evaluation.summary import scored_before
-from s3core.models.stage import tiny_models_spec
+from s3core.models.stage import prepared_models_spec, tiny_models_spec
 from s3core.reader.stage import reader_spec
 from s3core.retrieval.stage import (
     bm25_index_spec,
@@ -47,6 +47,7 @@ class PipelineState:
 
     world: Manifest | None = None
     tiny_models: Manifest | None = None
+    prepared_models: Manifest | None = None
     corpus: list[Manifest] = field(default_factory=list)
     questions: list[Manifest] = field(default_factory=list)
     embeddings: Manifest | None = None
@@ -72,7 +73,13 @@ class PipelineState:
     def generator_models(self) -> Manifest | None:
         """Where the generator and the encoder resolve: the set without the warm start, so that naive-RAG answers
         and scores stay cached when only the warm start changes (another seed)."""
-        return self.reader or self.tiny_models
+        return self.reader or self.base_models
+
+    @property
+    def base_models(self) -> Manifest | None:
+        """The model set before anything is trained on the corpus: the prepared models (which include the
+        tiny ones when there are both), else the tiny models."""
+        return self.prepared_models or self.tiny_models
 
     def record(self, stage: str, manifests: list[Manifest]) -> None:
         """Keep a stage's manifests: a list for the stages with one artifact per part / QA set / run."""
@@ -142,6 +149,10 @@ def _tiny_models(plan: Plan, s: PipelineState) -> list[StageSpec]:
     return [tiny_models_spec(plan.cfg, s.world)] if plan.cfg.tiny_models is not None and s.world else []
 
 
+def _prepared_models(plan: Plan, s: PipelineState) -> list[StageSpec]:
+    return [prepared_models_spec(plan.cfg, s.tiny_models)] if plan.cfg.models else []
+
+
 def _corpus(plan: Plan, s: PipelineState) -> list[StageSpec]:
     return [corpus_spec(plan.cfg, part, s.world) for part in plan.cfg.corpus.parts]
 
@@ -151,7 +162,7 @@ def _questions(plan: Plan, s: PipelineState) -> list[StageSpec]:
 
 
 def _embeddings(plan: Plan, s: PipelineState) -> list[StageSpec]:
-    return [embed_spec(plan.cfg, s.corpus, s.tiny_models)] if needs_dense(plan.cfg) else []
+    return [embed_spec(plan.cfg, s.corpus, s.base_models)] if needs_dense(plan.cfg) else []
 
 
 def _dense_index(plan: Plan, s: PipelineState) -> list[StageSpec]:
@@ -165,13 +176,13 @@ def _bm25_index(plan: Plan, s: PipelineState) -> list[StageSpec]:
 def _retrieval_eval(plan: Plan, s: PipelineState) -> list[StageSpec]:
     if not any(m.stats.get("split") != "train" for m in s.questions):
         return []
-    return [retrieval_eval_spec(plan.cfg, s.corpus, s.questions, s.dense_index, s.bm25_index, s.tiny_models)]
+    return [retrieval_eval_spec(plan.cfg, s.corpus, s.questions, s.dense_index, s.bm25_index, s.base_models)]
 
 
 def _reader(plan: Plan, s: PipelineState) -> list[StageSpec]:
     if plan.cfg.reader is None:
         return []
-    return [reader_spec(plan.cfg, s.tiny_models, s.corpus, s.questions, s.dense_index, s.bm25_index)]
+    return [reader_spec(plan.cfg, s.base_models, s.corpus, s.questions, s.dense_index, s.bm25_index)]
 
 
 def _warmstart(plan: Plan, s: PipelineState) -> list[StageSpec]:
@@ -245,6 +256,8 @@ STAGES: tuple[StageNode, ...] = (
               help="the tiny world's files: corpus, QA splits, entities (if `world:`)"),
     StageNode("tiny_models", _tiny_models,
               help="tokenizer, searcher, generator, encoder built from scratch (if `tiny_models:`)"),
+    StageNode("prepared_models", _prepared_models,
+              help="real models (GGUF or HF folders from packages, URLs, files) as HF folders (if `models:`)"),
     StageNode("corpus", _corpus,
               help="passages(id, title, text), one artifact per corpus part"),
     StageNode("questions", _questions,

@@ -19,7 +19,7 @@ from typing import Any
 
 from s3core.config.schema import RunConfig
 from s3core.data.answers import span_check
-from s3core.models.resolve import resolve_model_path
+from s3core.models.resolve import copy_model_set, resolve_model_path
 from s3core.retrieval.base import DocStore
 from s3core.retrieval.indexes import open_retriever_by_name
 from s3core.store import Manifest, StageContext, StageResult, StageSpec
@@ -85,18 +85,6 @@ def build_reader(ctx: StageContext, cfg: RunConfig) -> StageResult:
     ctx.progress(rcfg.steps + 1, rcfg.steps + 1, f"reader dev GenAcc: {dev_metrics['genacc']}")
     return StageResult(stats={"dev_genacc": dev_metrics["genacc"], "final_loss": curve[-1]["loss"] if curve else None},
                        staging_dir=out)
-
-
-def copy_model_set(models_dir, out) -> None:
-    """Copy every model folder (and models.json) of a tiny-models artifact into `out`."""
-    import shutil
-
-    for entry in sorted(models_dir.iterdir()):
-        target = out / entry.name
-        if entry.is_dir():
-            shutil.copytree(entry, target)
-        else:
-            shutil.copy2(entry, target)
 
 
 def measure_reader(model_dir: str, questions, docs, naive_rows: Sequence[Sequence[int]], max_length: int) -> dict[str, Any]:

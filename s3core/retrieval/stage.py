@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from s3core.config.schema import RunConfig
-from s3core.models.resolve import is_tiny
+from s3core.models.resolve import in_model_set
 from s3core.retrieval.base import DocStore
 from s3core.retrieval.indexes import make_encoder, open_retrievers
 from s3core.retrieval.metrics import evaluate_retriever
@@ -45,7 +45,7 @@ def _corpus_of(ctx: StageContext) -> list[Manifest]:
 def embed_spec(cfg: RunConfig, corpus: Sequence[Manifest], tiny_models: Manifest | None) -> StageSpec:
     dense = cfg.retrieval.dense
     inputs = _corpus_inputs(corpus)
-    if is_tiny(dense.encoder):
+    if in_model_set(dense.encoder):
         if tiny_models is None:
             raise ValueError(f"retrieval.dense.encoder is {dense.encoder!r} but the tiny models were not built")
         inputs["tiny_models"] = tiny_models

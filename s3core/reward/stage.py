@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from s3core.config.schema import RunConfig
-from s3core.models.resolve import is_tiny
+from s3core.models.resolve import in_model_set
 from s3core.reward.precompute import SHARD_ROWS, build_naive_rag, build_training_pool, naive_rag_identity
 from s3core.store import Manifest, StageContext, StageResult, StageSpec
 from s3core.store.stage import StageSummary
@@ -32,7 +32,7 @@ def naive_rag_spec(
     index = {"dense": dense_index, "bm25": bm25_index}[name]
     if index is None:
         raise ValueError(f"retrieval.naive_retriever is {name!r} but the {name} index has not been built")
-    needs_models = is_tiny(cfg.generator.model) or (name == "dense" and is_tiny(cfg.retrieval.dense.encoder))
+    needs_models = in_model_set(cfg.generator.model) or (name == "dense" and in_model_set(cfg.retrieval.dense.encoder))
     if needs_models and tiny_models is None:
         raise ValueError("the generator or the dense encoder is a 'tiny:' model but the tiny models were not built")
     inputs = {"questions": questions, f"{name}_index": index, **{f"corpus/{i:03d}": m for i, m in enumerate(corpus)}}

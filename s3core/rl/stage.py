@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 
 from s3core.config.schema import RunConfig
 from s3core.generation.local_server import free_port
-from s3core.models.resolve import is_tiny
+from s3core.models.resolve import in_model_set
 from s3core.reward.precompute import answering_identity
 from s3core.rl.checkpoints import complete_checkpoints
 from s3core.store import Manifest, StageContext, StageResult, StageSpec
@@ -54,7 +54,7 @@ def train_spec(cfg: RunConfig, training_pool: Manifest, naive_rag: Sequence[Mani
               **{f"naive_rag/{i:03d}": m for i, m in enumerate(naive_rag) if m.stats.get("split") == "train"},
               **{f"corpus/{i:03d}": m for i, m in enumerate(corpus)}}
     models = [cfg.searcher.model, cfg.generator.model] + ([cfg.retrieval.dense.encoder] if name == "dense" else [])
-    if any(is_tiny(m) for m in models):
+    if any(in_model_set(m) for m in models):
         if tiny_models is None:
             raise ValueError("training uses a 'tiny:' model but the tiny models were not built")
         inputs["tiny_models"] = tiny_models

