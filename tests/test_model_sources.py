@@ -250,12 +250,14 @@ def test_pyserini_topic_files_in_both_spellings_become_questions(tmp_path):
     topics = tmp_path / "topics.txt"
     topics.write_text("who painted the night watch\t['Rembrandt', 'Rembrandt van Rijn']\n"
                       '{"question": "what is the capital of peru?", "answer": ["Lima"]}\n'
-                      "how many strings does a violin have\t['4', 'four']\n", encoding="utf-8")
+                      "how many strings does a violin have\t['4', 'four']\r\n"
+                      'where was the mona lisa kept\t"[\'the Louvre\', ""Château d\'Amboise""]"\r\n', encoding="utf-8")
     manifest, rows = _ingest(tmp_path, qa_set={"name": "nq", "split": "test", "format": "pyserini",
                                                "source": {"kind": "file", "path": str(topics)}})
-    assert [r["question"] for r in rows] == ["who painted the night watch", "what is the capital of peru?",
-                                             "how many strings does a violin have"]
+    assert [r["question"] for r in rows][:3] == ["who painted the night watch", "what is the capital of peru?",
+                                                 "how many strings does a violin have"]
     assert rows[0]["golden_answers"] == ["Rembrandt", "Rembrandt van Rijn"] and rows[2]["id"] == "nq_test_3"
+    assert rows[3]["golden_answers"] == ["the Louvre", "Château d'Amboise"]  # a CSV-quoted field
     bad = tmp_path / "bad.txt"
     bad.write_text("fine question\t['a']\nbroken question\t[not a literal\n", encoding="utf-8")
     from s3core.data.ingest import IngestError

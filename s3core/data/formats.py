@@ -15,6 +15,7 @@ the ingest stage adds the file name and line number.
 from __future__ import annotations
 
 import ast
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -157,14 +158,16 @@ def parse_pyserini_topic_line(line: str | bytes) -> dict[str, Any]:
     """One line of a pyserini/anserini QA topic file -> {"question", "golden_answers"}.
 
     Two spellings occur: DPR-style TSV, `question<TAB>['answer', 'alias', ...]` (a Python list literal: NQ,
-    TriviaQA), and JSON lines `{"question": ..., "answer": [...]}` (SQuAD, WebQuestions, CuratedTREC)."""
+    TriviaQA; a field holding quotes is CSV-quoted, `"[""Château d'Amboise""]"`, and lines may end in CRLF),
+    and JSON lines `{"question": ..., "answer": [...]}` (SQuAD, WebQuestions, CuratedTREC)."""
     text = line.decode("utf-8") if isinstance(line, bytes) else line
     if text.lstrip().startswith("{"):
         record = parse_json_line(text)
         return {"question": record.get("question"), "golden_answers": record.get("answer", record.get("answers"))}
-    question, tab, answers = text.rstrip("\r\n").rpartition("\t")
-    if not tab:
+    fields = next(csv.reader([text.rstrip("\r\n")], delimiter="\t"))  # a field may be CSV-quoted ("" = ")
+    if len(fields) < 2:
         raise RecordError("expected `question<TAB>[answers]` (pyserini's DPR topic format) or a JSON object")
+    question, answers = "\t".join(fields[:-1]), fields[-1]
     try:
         parsed = ast.literal_eval(answers.strip())
     except (ValueError, SyntaxError, MemoryError, RecursionError):
