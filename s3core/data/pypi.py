@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from s3core.paths import cache_dir
-from s3core.store.hashing import stable_hash
+from s3core.store.hashing import sha256_stream, stable_hash
 
 CHUNK_BYTES = 1 << 20
 NESTED = "!/"  # separates an archive inside the distribution from a path inside that archive
@@ -251,10 +251,8 @@ def verify_sha256(path: Path, expected: str | None, what: str) -> None:
     """A file from a package against the sha256 the config gives (folders are covered by the RECORD)."""
     if not expected or path.is_dir():
         return
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while block := handle.read(CHUNK_BYTES):
-            digest.update(block)
-    if digest.hexdigest() != expected.lower():
-        raise PackageSourceError(f"{what}: sha256 {digest.hexdigest()} != expected {expected}: fix `sha256` in "
+        actual = sha256_stream(handle, CHUNK_BYTES)
+    if actual != expected.lower():
+        raise PackageSourceError(f"{what}: sha256 {actual} != expected {expected}: fix `sha256` in "
                                  "the config, or the package version if it was meant to be another build")

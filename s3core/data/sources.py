@@ -11,7 +11,6 @@ when complete and, when a sha256 is given, verified. A server that ignores Range
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import logging
@@ -26,7 +25,7 @@ from urllib.parse import urlparse
 import httpx
 
 from s3core.paths import cache_dir
-from s3core.store.hashing import stable_hash
+from s3core.store.hashing import sha256_stream, stable_hash
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +136,12 @@ def _total_size(response: httpx.Response, have: int) -> int | None:
 def _verify_sha256(path: Path, expected: str | None, url: str) -> None:
     if not expected:
         return
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            digest.update(chunk)
-    if digest.hexdigest() != expected.lower():
+        actual = sha256_stream(handle, CHUNK_BYTES)
+    if actual != expected.lower():
         path.unlink()
         raise SourceError(
-            f"checksum mismatch for {url}: sha256 {digest.hexdigest()} != expected {expected}. The file was deleted; "
+            f"checksum mismatch for {url}: sha256 {actual} != expected {expected}. The file was deleted; "
             "re-run to download again, or fix `sha256` in the config if the file legitimately changed."
         )
 
