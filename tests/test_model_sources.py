@@ -265,6 +265,11 @@ def test_pyserini_topic_files_in_both_spellings_become_questions(tmp_path):
     with pytest.raises(IngestError, match=r"line 2: the answers after the tab are not a list literal"):
         _ingest(tmp_path / "bad", qa_set={"name": "nq", "split": "test", "format": "pyserini",
                                           "source": {"kind": "file", "path": str(bad)}})
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("fine question\t['a']\nwhere is Ch\u00e2teau d'If\t['Marseille']\n".encode("latin-1"))
+    with pytest.raises(IngestError, match=r"line 2: not UTF-8 text \(byte 0xe2"):
+        _ingest(tmp_path / "latin1", qa_set={"name": "nq", "split": "test", "format": "pyserini",
+                                             "source": {"kind": "file", "path": str(latin1)}})
 
 
 def test_wikipedia_summaries_are_cut_into_titled_passages(tmp_path):

@@ -28,13 +28,19 @@ class RecordError(ValueError):
     """One malformed input record."""
 
 
+def decoded_line(line: str | bytes) -> str:
+    """A raw input line as text; bytes that are not UTF-8 are a RecordError naming the byte."""
+    if isinstance(line, str):
+        return line
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise RecordError(f"not UTF-8 text (byte 0x{line[err.start]:02x} at byte {err.start + 1}); save the file "
+                          "as UTF-8") from None
+
+
 def parse_json_line(line: str | bytes) -> dict[str, Any]:
-    if isinstance(line, bytes):
-        try:
-            line = line.decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise RecordError(f"not UTF-8 text (byte 0x{line[err.start]:02x} at byte {err.start + 1}); save the file "
-                              "as UTF-8") from None
+    line = decoded_line(line)
     try:
         record = json.loads(line)
     except json.JSONDecodeError as err:
@@ -160,7 +166,7 @@ def parse_pyserini_topic_line(line: str | bytes) -> dict[str, Any]:
     Two spellings occur: DPR-style TSV, `question<TAB>['answer', 'alias', ...]` (a Python list literal: NQ,
     TriviaQA; a field holding quotes is CSV-quoted, `"[""Château d'Amboise""]"`, and lines may end in CRLF),
     and JSON lines `{"question": ..., "answer": [...]}` (SQuAD, WebQuestions, CuratedTREC)."""
-    text = line.decode("utf-8") if isinstance(line, bytes) else line
+    text = decoded_line(line)
     if text.lstrip().startswith("{"):
         record = parse_json_line(text)
         return {"question": record.get("question"), "golden_answers": record.get("answer", record.get("answers"))}
