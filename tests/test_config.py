@@ -32,6 +32,9 @@ def test_paper_config_holds_the_paper_settings():
     assert cfg.reward.kind == "gbr"
 
 
+_GGUF = {"searcher": {"source": {"kind": "file", "path": "searcher.gguf"}}}
+
+
 def _base(**extra):
     return {"name": "t", "world": {}, "tiny_models": {}, **extra}
 
@@ -55,6 +58,11 @@ def _base(**extra):
         (_base(questions={"sets": [{"name": "m", "split": "test", "format": "mirage", "source": {"kind": "file", "path": "b.json"}}]}), r"needs mirage_subset"),
         ({"seed": 1}, r"name: required field is missing"),
         (_base(corpus={"parts": [{"name": "a"}, {"name": "a"}]}), r"repeat; give each part its own name"),
+        (_base(models=_GGUF, searcher={"model": "model:searcher_sft"}), r"no `warmstart:` section to train it"),
+        (_base(models=_GGUF, warmstart={}, searcher={"model": "model:searcher_sft"}),
+         r"warmstart.init \('tiny:searcher'\) is not a prepared model, so the warm start is named tiny:searcher_sft"),
+        (_base(models={"searcher_sft": _GGUF["searcher"]}), r"searcher_sft is the warm start's output"),
+        (_base(retrieval={"recall_ks": [1, 3, 3]}), r"recall_ks \[1, 3, 3\]: give distinct positive k"),
     ],
 )
 def test_invalid_values_name_the_field_and_fix(data, pattern):
@@ -72,3 +80,16 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 def test_missing_file_points_at_configs(tmp_path):
     with pytest.raises(ConfigError, match="configs/"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_a_warm_start_of_a_prepared_searcher_is_named_model_searcher_sft():
+    cfg = parse_config({"name": "t", "models": _GGUF, "warmstart": {"init": "model:searcher"},
+                        "searcher": {"model": "model:searcher_sft"},
+                        "corpus": {"parts": [{"name": "w", "source": {"kind": "file", "path": "c.jsonl"}}]},
+                        "questions": {"sets": [{"name": "q", "split": "train", "source": {"kind": "file", "path": "q.jsonl"}}]},
+                        "retrieval": {"dense": {"encoder": "model:searcher"}},
+                        "generator": {"model": "model:searcher"}}, source="test.yaml")
+    from s3core.warmstart.stage import sft_model_name
+
+    assert sft_model_name(cfg) == "model:searcher_sft"
+    assert sft_model_name(parse_config(_base(warmstart={}))) == "tiny:searcher_sft"

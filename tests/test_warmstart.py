@@ -109,6 +109,52 @@ def test_noise_turns_are_the_stated_mistakes():
     }
 
 
+class ListDocs:
+    """A DocStore stand-in over (title, text) pairs: what answer_needs reads of the corpus."""
+
+    def __init__(self, passages):
+        self.passages = passages
+
+    def __len__(self):
+        return len(self.passages)
+
+    def title(self, row):
+        return self.passages[row][0]
+
+    def text(self, row):
+        return self.passages[row][1]
+
+
+REAL_PASSAGES = [("Paris", "Paris is the capital of France."),
+                 ("Lyon", "Lyon is a city in France, 1990 was a year there."),
+                 ("Everest", "Mount Everest is the highest mountain, first climbed in 1953."),
+                 ("Hillary", "Edmund Hillary climbed Mount Everest in 1953 with Tenzing Norgay.")]
+
+
+def real_row(question, answers, qid="q1"):
+    return {"id": qid, "question": question, "golden_answers": answers, "metadata": "{}"}
+
+
+def test_without_supporting_ids_the_needs_are_the_answer_passages_best_matching_first():
+    needs = needs_by_question([real_row("which country is lyon a city in", ["France"])], ListDocs(REAL_PASSAGES))
+    need = needs["which country is lyon a city in"]
+    assert need.any_of
+    assert need.passages == (REAL_PASSAGES[1], REAL_PASSAGES[0])  # Lyon shares lyon/city; Paris only the answer
+    with pytest.raises(ValueError, match="answerable_only"):
+        needs_by_question([real_row("capital of Peru?", ["Lima"], "q9")], ListDocs(REAL_PASSAGES), "nq/train")
+
+
+def test_an_answer_oracle_keeps_any_answer_passage_and_stops_or_names_the_best_one():
+    needs = {"Who climbed Everest?": Needs((("Hillary", "Edmund Hillary climbed."), ("Everest", "in 1953.")), any_of=True)}
+    oracle = OraclePolicy(tokenizer=None, needs=needs)
+    found = ("Question: Who climbed Everest?\n<information>\nDoc 1 (Title: A) a text.\n"
+             "Doc 2 (Title: Everest) in 1953.\n</information>\n")
+    assert oracle.turn_text(found) == "<important_info>[2]</important_info><search_complete>True</search_complete>"
+    missed = "Question: Who climbed Everest?\n<information>\nDoc 1 (Title: A) a text.\n</information>\n"
+    assert oracle.turn_text(missed) == ('<important_info>[]</important_info><search_complete>False</search_complete>'
+                                        '<query>{"query": "Hillary"}</query>')
+
+
 # --- the fine-tuning (s3core/warmstart/sft.py) and the `warmstart` stage ------------------------------------
 def test_only_policy_tokens_are_targets():
     from s3core.agent.context import TrajectoryRecord

@@ -217,6 +217,10 @@ class RetrievalConfig(_Section):
     bm25: BM25Config = Field(default_factory=BM25Config)
     naive_retriever: Literal["dense", "bm25"] = Field(default="dense", description="retriever of the naive-RAG baseline")
     naive_topk: int = Field(default=3, gt=0, description="passages in the naive-RAG context (paper: 3)")
+    recall_ks: list[int] = Field(
+        default_factory=lambda: [1, 5, 20], min_length=1,
+        description="the k of the retrieval_eval stage's answer recall@k (issue 21 reports 1, 3, 8: the naive "
+        "context's and s3's per-search sizes)")
     host: str = Field(default="127.0.0.1", description="retrieval server bind address")
     port: int = Field(default=8000, gt=0, lt=65536)
     serve: list[Literal["dense", "bm25"]] = Field(default_factory=lambda: ["dense", "bm25"], description="indexes the server loads; the first is the default")
@@ -235,6 +239,8 @@ class RetrievalConfig(_Section):
             raise ValueError("naive_retriever is bm25 but retrieval.bm25.enabled is false")
         if not self.serve:
             raise ValueError("retrieval.serve is empty: list at least one of dense, bm25")
+        if any(k <= 0 for k in self.recall_ks) or len(set(self.recall_ks)) != len(self.recall_ks):
+            raise ValueError(f"retrieval.recall_ks {self.recall_ks}: give distinct positive k, e.g. [1, 3, 8]")
         return self
 
 
@@ -395,7 +401,8 @@ class ReaderConfig(_Section):
 
 class WarmStartConfig(_Section):
     """The searcher's warm start: supervised fine-tuning on noisy oracle trajectories of the train questions
-    (s3core/warmstart), giving `tiny:searcher_sft` for `searcher.model` (issue 8). It plays the role of the
+    (s3core/warmstart), giving `tiny:searcher_sft` (from a tiny model) or `model:searcher_sft` (from a prepared
+    model, issue 21) for `searcher.model` (issue 8). It plays the role of the
     instruct model's prior in the paper: RL then improves a searcher that already follows the protocol."""
 
     init: str = Field(default="tiny:searcher", description="causal LM the fine-tuning starts from")
@@ -622,13 +629,25 @@ class RunConfig(_Section):
         tiny_refs = [where for where, name in self._model_names() if name.startswith("tiny:")]
         if tiny_refs and self.tiny_models is None:
             raise ValueError(f"{', '.join(tiny_refs)} name tiny models, but there is no `tiny_models:` section; add `tiny_models: {{}}`")
-        if self.warmstart is not None and self.tiny_models is None:
-            raise ValueError("the warm start extends the tiny models (tiny:searcher_sft): add `tiny_models:` or remove `warmstart:`")
+        if self.warmstart is not None and self.tiny_models is None and not self.models:
+            raise ValueError("the warm start extends a model set (tiny:searcher_sft or model:searcher_sft): add "
+                             "`tiny_models:` or `models:`, or remove `warmstart:`")
         prepared = set(self.models or {})
+        if "searcher_sft" in prepared:
+            raise ValueError("models: the name searcher_sft is the warm start's output (model:searcher_sft); "
+                             "give that model another name")
         bad_names = [name for name in prepared if not name.replace("_", "").replace("-", "").isalnum()]
         if bad_names:
             raise ValueError(f"models: names {bad_names} must be letters, digits, - and _ (they become folder names)")
         for where, name in self._model_names():
+            if name == "model:searcher_sft":
+                if self.warmstart is None:
+                    raise ValueError(f"{where} is 'model:searcher_sft', but there is no `warmstart:` section to train "
+                                     "it; add `warmstart: {init: model:searcher}`")
+                if not self.warmstart.init.startswith("model:"):
+                    raise ValueError(f"{where} is 'model:searcher_sft', but warmstart.init ({self.warmstart.init!r}) is "
+                                     "not a prepared model, so the warm start is named tiny:searcher_sft; use that")
+                continue
             if name.startswith("model:") and name[6:] not in prepared:
                 raise ValueError(f"{where} is {name!r}, but `models:` has no {name[6:]!r}; add it there (known: "
                                  f"{sorted(prepared) or 'none'})")

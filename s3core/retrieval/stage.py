@@ -93,10 +93,10 @@ def retrieval_eval_spec(
     dense_index: Manifest | None,
     bm25_index: Manifest | None,
     tiny_models: Manifest | None,
-    ks: tuple[int, ...] = (1, 5, 20),
 ) -> StageSpec:
-    """Recall@k of every built index on every non-train QA set: the first use of the indexes in s3-train,
-    and the number to watch when changing the encoder or the corpus."""
+    """Recall@k (k in retrieval.recall_ks) of every built index on every non-train QA set: the first use of
+    the indexes in s3-train, and the number to watch when changing the encoder or the corpus."""
+    ks = tuple(sorted(cfg.retrieval.recall_ks))
     inputs = {**_corpus_inputs(corpus), **{f"questions/{i:03d}": m for i, m in enumerate(questions) if m.stats.get("split") != "train"}}
     inputs.update({name: m for name, m in (("dense_index", dense_index), ("bm25_index", bm25_index), ("tiny_models", tiny_models)) if m})
     served = [name for name in ("dense", "bm25") if f"{name}_index" in inputs]

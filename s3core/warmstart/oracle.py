@@ -20,7 +20,14 @@ that trusts its first useful result would, and RL has to learn that a further se
 
 The oracle reads the trajectory as text: the question from the prompt's `Question:` line and the latest
 block's passages by their `Doc i (Title: T) text` lines, matched to the supporting passages by title and
-text. Nothing here is specific to the tiny world except the need for supporting passages in metadata.
+text.
+
+Real QA sets (NQ, TriviaQA: issue 21) name no supporting passages, only gold answers. For them the needs are
+*any one* of the passages that contain a gold answer (span_check's rule, data/coverage.py), ranked by how
+many of the question's words they share (`answer_needs`): the oracle keeps every retrieved passage that holds
+an answer, stops as soon as it has one, and otherwise searches for the title of the best-ranked answer
+passage. That is a searcher that reads the initial retrieval, keeps what answers, and names the entity it
+needs when the question's own retrieval missed it: the protocol an instruct prior has to learn.
 """
 
 from __future__ import annotations
@@ -32,6 +39,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from s3core.agent.sampling import PolicyOutput, SamplingSettings
+from s3core.data.answers import answer_tokens
+from s3core.data.coverage import CorpusTokens
 from s3core.retrieval.base import DocStore
 
 QUESTION_LINE = re.compile(r"^Question: (.*)$", re.MULTILINE)
@@ -42,21 +51,51 @@ MISTAKES = ("requery", "keep_nothing", "stop_early")
 # into the same tokens as in the passages (` Zeithika`, not `Z` + `eithika` after a quote), so a model
 # learns to copy a name token for token.
 QUERY_FORMATS = ("json", "text")
+# Words too common to say which passage a question is about, left out of answer_needs' ranking.
+FUNCTION_WORDS = frozenset(
+    "a an and are as at be by did do does for from had has have he her his how in is it its of on or she that "
+    "the their they this to was were what when where which who whom whose why will with".split())
+ANSWER_CANDIDATES = 50  # answer passages looked at per gold answer
 
 
 @dataclass(frozen=True)
 class Needs:
-    """What one question needs: its supporting passages as (title, text) pairs, in chain order."""
+    """What one question needs: its supporting passages as (title, text) pairs, in chain order; with `any_of`,
+    any one of them is enough (the answer passages of a real QA set, best first)."""
 
     passages: tuple[tuple[str, str], ...]
+    any_of: bool = False
 
 
 def needs_by_question(rows: Sequence[Mapping], docs: DocStore, source: str = "questions") -> dict[str, Needs]:
-    """Questions rows (with metadata JSON holding supporting_ids) -> question text -> Needs."""
+    """Questions rows -> question text -> Needs: the supporting passages when every row's metadata names them
+    (supporting_ids, the tiny world's), else the passages that hold a gold answer (`answer_needs`)."""
     from s3core.reader.training import reader_questions  # the one reader of supporting_ids from metadata
 
-    return {q.question: Needs(tuple((docs.title(r), docs.text(r)) for r in q.supporting_rows))
-            for q in reader_questions(rows, docs, source)}
+    if all(json.loads(r.get("metadata") or "{}").get("supporting_ids") for r in rows):
+        return {q.question: Needs(tuple((docs.title(r), docs.text(r)) for r in q.supporting_rows))
+                for q in reader_questions(rows, docs, source)}
+    return answer_needs(rows, docs, source)
+
+
+def answer_needs(rows: Sequence[Mapping], docs: DocStore, source: str = "questions") -> dict[str, Needs]:
+    """Question text -> Needs(any_of) of the passages that contain one of its gold answers, those sharing the
+    most content words with the question first. A question no passage answers is an error: keep the answerable
+    subset (questions.answerable_only) for the warm start."""
+    index = CorpusTokens(f"{docs.title(r)} {docs.text(r)}" for r in range(len(docs)))
+    needs = {}
+    for row in rows:
+        candidates: list[int] = []
+        for answer in row["golden_answers"]:
+            candidates += [c for c in index.passages_with(answer, limit=ANSWER_CANDIDATES) if c not in candidates]
+        if not candidates:
+            raise ValueError(f"{source}: no passage holds a gold answer of question {row.get('id')!r} "
+                             f"({row['question']!r}); set questions.answerable_only: true so the warm start "
+                             "imitates the oracle only on questions the corpus answers")
+        words = set(answer_tokens(row["question"])) - FUNCTION_WORDS
+        ranked = sorted(candidates, key=lambda c: -len(words & set(index.tokens[c])))  # stable: corpus order on ties
+        needs[row["question"]] = Needs(tuple((docs.title(c), docs.text(c)) for c in ranked), any_of=True)
+    return needs
 
 
 def latest_block(text: str) -> list[tuple[int, str, str]]:
@@ -103,7 +142,7 @@ class OraclePolicy:
         useful = [n for n, title, text in block if (title, text) in needs.passages][:self.max_selected]
         kept = kept_so_far(trajectory, needs) | {i for i, p in enumerate(needs.passages)
                                                  if any((t, x) == p for n, t, x in block if n in useful)}
-        missing = [p for i, p in enumerate(needs.passages) if i not in kept]
+        missing = [] if needs.any_of and kept else [p for i, p in enumerate(needs.passages) if i not in kept]
         if self.rng.random() < self.noise:
             mistake = self.rng.choice(MISTAKES)
             if mistake == "requery":
@@ -114,7 +153,7 @@ class OraclePolicy:
                 return self._turn(useful, done=True)
         if not missing:
             return self._turn(useful, done=True)
-        if self.stops_short(len(missing) < len(needs.passages)):
+        if not needs.any_of and self.stops_short(len(missing) < len(needs.passages)):
             return self._turn(useful, done=True)
         return self._turn(useful, done=False, query=missing[0][0])
 

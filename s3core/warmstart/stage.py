@@ -9,9 +9,12 @@ The oracle plays the s3 searcher in the same engine, strategy, limits and token 
 s3 run's "8-3-3" limits, `ppo.max_new_tokens_per_turn`, `ppo.max_obs_tokens`, `ppo.max_context_tokens`),
 searching the index training searches (`retrieval.naive_retriever`), so the fine-tuned searcher has seen
 exactly the kind of sequences PPO will sample. It reads which passages each train question needs from the
-questions' `metadata.supporting_ids` (the tiny world writes them; any QA set with that field works).
+questions' `metadata.supporting_ids` (the tiny world writes them; any QA set with that field works), or
+else from the gold answers (warmstart/oracle.py `answer_needs`).
 
-Later stages resolve `tiny:searcher_sft` (and every other `tiny:*` name) in this artifact. How good the
+Later stages resolve `tiny:searcher_sft` (or `model:searcher_sft`, when `warmstart.init` is a prepared
+model such as `model:searcher`; issue 21) and every other name of the set in this artifact. A real QA set
+names no supporting passages: the oracle then needs any passage that holds a gold answer (oracle.py). How good the
 warm-started searcher is, is measured where every searcher is: as an inference run (a baseline with
 `strategy: s3, model: tiny:searcher_sft`) scored by the frozen generator.
 """
@@ -28,7 +31,7 @@ from s3core.agent.inference import s3_run
 from s3core.agent.rollout import RolloutEngine, retriever_search
 from s3core.agent.sampling import SamplingSettings
 from s3core.config.schema import RunConfig
-from s3core.models.resolve import copy_model_set, resolve_model_path
+from s3core.models.resolve import MODEL_PREFIX, TINY_PREFIX, copy_model_set, resolve_model_path
 from s3core.retrieval.indexes import open_retriever_by_name
 from s3core.store import Manifest, StageContext, StageResult, StageSpec
 from s3core.warmstart.oracle import OraclePolicy, needs_by_question
@@ -41,7 +44,8 @@ def warmstart_spec(cfg: RunConfig, models: Manifest | None, corpus: Sequence[Man
     if cfg.warmstart is None:
         raise ValueError("this config has no `warmstart:` section, so there is no warm start to train")
     if models is None:
-        raise ValueError("the warm start extends the tiny models' set (its output is tiny:searcher_sft): add `tiny_models:`")
+        raise ValueError("the warm start extends a model set (its output is tiny:searcher_sft or model:searcher_sft): "
+                         "add `tiny_models:` or `models:`")
     train = [m for m in questions if m.stats.get("split") == "train"]
     if not train:
         raise ValueError("the warm start imitates the oracle on the train split, and no QA set has split: train")
@@ -92,7 +96,13 @@ def build_warmstart(ctx: StageContext, cfg: RunConfig) -> StageResult:
     (out / "warmstart.json").write_text(json.dumps({"oracle": traces, "train_curve": curve}, indent=1))
     ctx.progress(wcfg.steps + 1, wcfg.steps + 1, f"warm start done: final loss {curve[-1]['loss']:.3f}")
     return StageResult(stats={"trajectories": traces["trajectories"], "complete_share": traces["complete_share"],
-                              "final_loss": curve[-1]["loss"], "model": f"tiny:{OUTPUT_NAME}"}, staging_dir=out)
+                              "final_loss": curve[-1]["loss"], "model": sft_model_name(cfg)}, staging_dir=out)
+
+
+def sft_model_name(cfg: RunConfig) -> str:
+    """How configs name the fine-tuned searcher: `model:searcher_sft` when it starts from a prepared model,
+    else `tiny:searcher_sft` (both resolve to the artifact's searcher_sft/ folder)."""
+    return f"{MODEL_PREFIX if cfg.warmstart.init.startswith(MODEL_PREFIX) else TINY_PREFIX}{OUTPUT_NAME}"
 
 
 def training_device(setting: str) -> str:
@@ -144,12 +154,13 @@ def oracle_trajectories(cfg: RunConfig, tokenizer, rows: Sequence[dict], retriev
 
 def trace_stats(rollouts: Sequence, questions: Sequence) -> dict[str, Any]:
     """What the oracle wrote: trajectories, mean turns and searches, end reasons, and the share whose context
-    holds every supporting passage."""
+    holds every supporting passage (an answer passage, for a real QA set)."""
 
     complete = 0
     for r, (needs, docs) in zip(rollouts, questions):
         rows, _ = structured_context(r.record, docs)
-        complete += set(needs.passages) <= {(docs.title(x), docs.text(x)) for x in rows}
+        have = {(docs.title(x), docs.text(x)) for x in rows}
+        complete += bool(have & set(needs.passages)) if needs.any_of else set(needs.passages) <= have
     n = max(1, len(rollouts))
     return {"trajectories": len(rollouts), "complete_share": round(complete / n, 4),
             "turns_mean": round(sum(r.record.turns for r in rollouts) / n, 3),
