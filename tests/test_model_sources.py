@@ -221,6 +221,32 @@ def test_the_real_minilm_folder_embeds_as_a_sentence_encoder(prepared_real_model
     assert near > far + 0.3, (near, far)
 
 
+def test_a_model_without_a_chat_template_is_refused_by_the_server_until_given_one(prepared_real_models, tmp_path):
+    """A base model's GGUF carries no chat template (gemma-3-270m's does not); serving it as the generator fails
+    with HTTP 500 on every request, so the server start refuses it first, and `models.<name>.chat_template`
+    gives it one."""
+    import shutil
+
+    from s3core.generation.local_server import _serve_command
+    from s3core.models.prepare import ModelPreparationError, has_chat_template, set_chat_template
+
+    _, folder, _ = prepared_real_models
+    base = tmp_path / "base"
+    shutil.copytree(folder / "searcher", base)
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    assert has_chat_template(folder / "searcher") and not has_chat_template(base)
+    with pytest.raises(ValueError, match="has no chat template.*chat_template"):
+        _serve_command(base, 8000, "cpu")
+    with pytest.raises(ModelPreparationError, match="does not render"):
+        set_chat_template(base, "{{ messages[0]['content'] | no_such_filter }}")
+    set_chat_template(base, "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+                            "{% if add_generation_prompt %}assistant:{% endif %}")
+    assert has_chat_template(base) and _serve_command(base, 8000, "cpu")[1] == "serve"
+
+
 def test_prepared_models_resolve_by_name_and_the_stage_is_cached(prepared_real_models):
     from s3core.models.resolve import resolve_model_path
     from s3core.pipeline import open_store, prepare

