@@ -60,10 +60,11 @@ def report_spec(cfg: RunConfig, scores: Sequence[Manifest], train: Manifest | No
 
 def reference_runs(cfg: RunConfig) -> list[str]:
     """The runs every other run is compared with, question by question: the naive-RAG baseline that searches
-    retrieval.naive_retriever (the reward's reference), then evaluation.compare_to."""
-    naive = [b.name for b in cfg.inference.baselines
-             if b.strategy == "naive" and (b.retriever or cfg.retrieval.naive_retriever) == cfg.retrieval.naive_retriever]
-    return list(dict.fromkeys(naive[:1] + list(cfg.evaluation.compare_to)))
+    retrieval.naive_retriever (the reward's reference; else the first naive-RAG baseline), then
+    evaluation.compare_to."""
+    naive = [b for b in cfg.inference.baselines if b.strategy == "naive"]
+    same = [b for b in naive if (b.retriever or cfg.retrieval.naive_retriever) == cfg.retrieval.naive_retriever]
+    return list(dict.fromkeys([b.name for b in (same or naive)[:1]] + list(cfg.evaluation.compare_to)))
 
 
 def evaluation_summary(cfg: RunConfig, store: ArtifactStore, scores: Sequence[Manifest],
