@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from s3core.config import parse_config
+from scores_artifacts import scores_artifact
 from s3core.data.sampling import sample_questions
 from s3core.evaluation.stage import report_spec
 from s3core.evaluation.summary import comparison_rows, run_order, scored_before, set_metrics
@@ -83,26 +84,34 @@ def test_earlier_scores_of_the_setting_are_found_newest_first(tmp_path):
 
 
 # --- the report -------------------------------------------------------------------------------------------
-def test_report_writes_tables_csv_and_real_plots(tmp_path):
-    cfg = parse_config({"name": "t", "store": {"root": str(tmp_path / "store")}, "world": {}})
+def test_report_writes_tables_intervals_csv_and_real_plots(tmp_path):
+    cfg = parse_config({"name": "t", "store": {"root": str(tmp_path / "store")}, "world": {},
+                        "inference": {"baselines": [{"name": "rag", "strategy": "naive"}]},
+                        "evaluation": {"bootstrap_resamples": 500}})
     store = ArtifactStore(cfg.store.root)
-    scores = [_scores_manifest("s3@step-2", "nq", 4, 3, em=2, f1=3.0), _scores_manifest("rag", "nq", 4, 1),
-              _scores_manifest("s3@step-2", "hotpotqa", 2, 1), _scores_manifest("rag", "hotpotqa", 2, 0)]
+    scores = [scores_artifact(store, "s3@step-2", "nq", [1, 1, 1, 0]), scores_artifact(store, "rag", "nq", [0, 1, 0, 0], strategy="naive"),
+              scores_artifact(store, "s3@step-2", "hotpotqa", [1, 0]), scores_artifact(store, "rag", "hotpotqa", [0, 0], strategy="naive")]
     curve = [{"step": 1, "reward_mean": -0.25, "genacc_s3": 0.25, "kl_mean": 0.0},
              {"step": 2, "reward_mean": 0.25, "genacc_s3": 0.5}]
     manifest = report_spec(cfg, scores, reward_curve=curve, title="Eval").run(store)
     folder = store.local_dir(manifest, verify=True)
-    assert sorted(p.name for p in folder.iterdir()) == ["comparison.csv", "per_dataset.png", "report.md",
-                                                        "reward_curve.png"]
+    assert sorted(p.name for p in folder.iterdir()) == ["breakdown.csv", "comparison.csv", "paired.csv", "paired_diff.png",
+                                                        "per_dataset.png", "report.md", "reward_curve.png"]
     report = (folder / "report.md").read_text()
     assert "| s3@step-2 | 75.0 | 50.0 | 62.5 |" in report and "| rag | 25.0 | 0.0 | 12.5 |" in report
     assert "![GenAcc per data source](per_dataset.png)" in report and "(reward_curve.png)" in report
     assert "2 steps; last step reward +0.250, GenAcc 0.500" in report
-    for png in ("per_dataset.png", "reward_curve.png"):
+    assert "## Paired differences" in report and "500 resamples" in report
+    assert "| s3@step-2 | rag | nq | 4 | 75.0 | 25.0 | +50.0 |" in report and "| 2/2/0 |" in report
+    assert "### By outcome vs rag" in report and "### By searches" in report
+    for png in ("per_dataset.png", "reward_curve.png", "paired_diff.png"):
         data = (folder / png).read_bytes()
         assert data[:8] == PNG_MAGIC and len(data) > 5_000  # a drawn figure, not an empty file
-    assert len((folder / "comparison.csv").read_text().strip().splitlines()) == 1 + 4
+    comparison = (folder / "comparison.csv").read_text().strip().splitlines()
+    assert len(comparison) == 1 + 4 and "genacc_diff_lo" in comparison[0]
     assert manifest.stats["genacc_avg"] == {"s3@step-2": 62.5, "rag": 12.5}
+    diff, lo, hi = manifest.stats["genacc_diff_avg"]["s3@step-2 - rag"]
+    assert diff == 50.0 and lo <= diff <= hi
     # the same inputs are the same report: found, not rebuilt
     assert report_spec(cfg, scores, reward_curve=curve, title="Eval").completed(store).key == manifest.key
     with pytest.raises(ValueError, match="nothing to report"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 from pathlib import Path
 
@@ -89,6 +90,23 @@ def test_s3_train_runs_caches_and_recovers_a_deleted_artifact(flow_config):
     walked = finished_pipeline(load_config(config))
     assert walked is not None and {f"{m.stage}/{m.key}" for m in walked.all()} == set(outputs)
     assert manifests[next(k for k in outputs if k.startswith("questions"))].row_count in (160, 20)
+
+    # the report's breakdowns and paired differences, from the per-question scores (issue 24)
+    report = Path(outputs[next(k for k in outputs if k.startswith("report"))])
+    with open(report / "files" / "breakdown.csv", newline="") as handle:
+        breakdown = list(csv.DictReader(handle))
+    by_type = {(r["run"], r["group"]): int(r["questions"]) for r in breakdown if r["by"] == "question type"}
+    assert by_type == {(run, t): n for run in ("rag-bm25", "s3@step-1", "search-r1")
+                       for t, n in (("single_hop", 8), ("two_hop", 8), ("comparison", 4))}
+    outcomes = [r for r in breakdown if r["by"] == "outcome vs rag-bm25"]
+    assert {r["run"] for r in outcomes} == {"s3@step-1", "search-r1"}
+    assert all(sum(int(r["questions"]) for r in outcomes if r["run"] == run) == 20 for run in ("s3@step-1", "search-r1"))
+    with open(report / "files" / "paired.csv", newline="") as handle:
+        paired = [r for r in csv.DictReader(handle) if r["metric"] == "genacc" and r["data_source"] == "tiny"]
+    assert {(r["run"], r["reference"], r["questions"]) for r in paired} == {("s3@step-1", "rag-bm25", "20"),
+                                                                           ("search-r1", "rag-bm25", "20")}
+    assert all(float(r["lo"]) <= float(r["diff"]) <= float(r["hi"]) for r in paired)
+    assert "## Paired differences" in (report / "files" / "report.md").read_text()
 
     second = s3_train(config_path=str(config), return_state=True)  # artifacts complete: tasks skip, results persisted
     assert second.result() == outputs

@@ -17,6 +17,7 @@ server through `rollout.client_search`).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -57,8 +58,8 @@ class PolicyCheckpoint(Protocol):
 
 CONTEXTS_SCHEMA = pa.schema([
     ("question_id", pa.string()), ("data_source", pa.string()), ("split", pa.string()), ("question", pa.string()),
-    ("golden_answers", pa.list_(pa.string())), ("run", pa.string()), ("strategy", pa.string()),
-    ("model", pa.string()), ("turns", pa.int32()), ("invalid_turns", pa.int32()), ("forged_information", pa.int32()),
+    ("golden_answers", pa.list_(pa.string())), ("question_type", pa.string()), ("run", pa.string()),
+    ("strategy", pa.string()), ("model", pa.string()), ("turns", pa.int32()), ("invalid_turns", pa.int32()), ("forged_information", pa.int32()),
     ("unexecuted_queries", pa.int32()), ("end_reason", pa.string()), ("queries", pa.list_(pa.string())),
     ("retrieved_doc_ids", pa.list_(pa.list_(pa.string()))), ("selected_doc_ids", pa.list_(pa.string())),
     ("context_doc_ids", pa.list_(pa.string())), ("context", pa.string()),
@@ -208,8 +209,15 @@ def _shard_stats(rows: list[dict]) -> dict[str, int]:
 
 def _base_row(q: dict, run: InferenceRun) -> dict[str, Any]:
     return {"question_id": q["id"], "data_source": q["data_source"], "split": q["split"], "question": q["question"],
-            "golden_answers": list(q["golden_answers"]), "run": run.name, "strategy": run.strategy,
-            "model": run.model or ""}
+            "golden_answers": list(q["golden_answers"]), "question_type": question_type(q), "run": run.name,
+            "strategy": run.strategy, "model": run.model or ""}
+
+
+def question_type(q: dict) -> str:
+    """`metadata.type` of a question row (the tiny world's single_hop / two_hop / comparison, HotpotQA's bridge /
+    comparison), or "" where the QA set has none: the report's breakdown by type."""
+    value = json.loads(q.get("metadata") or "{}").get("type", "")
+    return value if isinstance(value, str) else str(value)
 
 
 def policy_free_row(q: dict, run: InferenceRun, docs: DocStore | None, search,

@@ -456,6 +456,12 @@ class EvaluationConfig(_Section):
         description="data sources whose GenAcc is the judge's verdict alone (MIRAGE: medqa, medmcqa, pubmedqa, bioasq, "
         "mmlu_med); needs reward.use_judge: true")
     shard_rows: int = Field(default=256, gt=0, description="questions per scores shard (the unit of resume)")
+    compare_to: list[str] = Field(
+        default_factory=list,
+        description="runs (inference.baselines names, s3, s3@step-N) every other run is compared with, question by "
+        "question, besides the naive-RAG baseline of retrieval.naive_retriever (the report's paired differences)")
+    bootstrap_resamples: int = Field(default=10_000, ge=100, description="resamples of the paired bootstrap intervals")
+    bootstrap_seed: int = Field(default=0, description="seed of the paired bootstrap")
 
 
 class RewardConfig(_Section):

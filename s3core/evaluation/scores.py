@@ -2,7 +2,8 @@
 GenAcc, EM and F1 (DESIGN.md section 2 "Generator", "GenAcc"; section 3 "Evaluation").
 
     scores   one row per question of a contexts artifact: the answer, GenAcc (span OR judge; the judge alone
-             for `evaluation.judge_only_sources`), its parts, EM and token F1          table, resumable by shard
+             for `evaluation.judge_only_sources`), its parts, EM and token F1, and what the breakdowns of
+             the report group by (question type, searches, selected documents)   table, resumable by shard
 
 The generator conversation and the scoring are the ones of the naive-RAG cache and the training reward
 (`reward.precompute.answer_and_score`), so evaluation measures exactly what training optimised. An empty
@@ -26,12 +27,14 @@ from s3core.store.stage import write_missing_shards
 SCORES_SCHEMA = pa.schema([
     ("question_id", pa.string()), ("data_source", pa.string()), ("split", pa.string()), ("run", pa.string()),
     ("strategy", pa.string()), ("question", pa.string()), ("golden_answers", pa.list_(pa.string())),
-    ("context_doc_ids", pa.list_(pa.string())), ("turns", pa.int32()), ("answer", pa.string()),
+    ("context_doc_ids", pa.list_(pa.string())), ("turns", pa.int32()), ("question_type", pa.string()),
+    ("searches", pa.int32()), ("selected", pa.int32()), ("answer", pa.string()),
     ("genacc", pa.bool_()), ("span", pa.bool_()), ("judge", pa.bool_()), ("em", pa.bool_()), ("f1", pa.float64()),
     ("scoring", pa.string()), ("generator", pa.string()),
 ])
 CONTEXT_COLUMNS = ["question_id", "data_source", "split", "run", "strategy", "question", "golden_answers",
-                   "context_doc_ids", "turns", "context"]
+                   "context_doc_ids", "turns", "question_type", "queries", "selected_doc_ids", "context"]
+NOT_KEPT = ("context", "queries", "selected_doc_ids")  # counted (searches, selected), not copied
 
 
 def scoring_rule(cfg: RunConfig, data_source: str) -> str:
@@ -72,8 +75,8 @@ async def _score_shard(chunk: list[dict[str, Any]], backend, cfg: RunConfig, rul
                                              [r["golden_answers"] for r in chunk], cfg, judge_only=rule == "judge_only")
     out = []
     for row, answer, score in zip(chunk, answers, scores):
-        kept = {k: row[k] for k in CONTEXT_COLUMNS if k != "context"}
-        out.append({**kept, "answer": answer, "genacc": score.genacc, "span": score.span, "judge": score.judge,
+        kept = {k: row[k] for k in CONTEXT_COLUMNS if k not in NOT_KEPT}
+        out.append({**kept, "searches": len(row["queries"]), "selected": len(row["selected_doc_ids"]), "answer": answer, "genacc": score.genacc, "span": score.span, "judge": score.judge,
                     "em": score.em, "f1": score.f1, "scoring": rule, "generator": cfg.generator.model})
     return out
 

@@ -7,13 +7,15 @@ artifact, scored (scores.py), and the report over them (report.py).
 
 from __future__ import annotations
 
+import csv
 from collections.abc import Sequence
 from typing import Any
 
 from s3core.config.schema import RunConfig
-from s3core.evaluation.report import CURVE_COLUMNS, build_report
+from s3core.evaluation.paired import BootstrapSettings, scores_frame
+from s3core.evaluation.report import CURVE_COLUMNS, build_report, frame_metrics, paired_markdown_rows
 from s3core.evaluation.scores import build_scores, scores_identity
-from s3core.evaluation.summary import comparison_rows, set_metrics
+from s3core.evaluation.summary import comparison_rows
 from s3core.models.resolve import in_model_set
 from s3core.store import ArtifactStore, Manifest, StageContext, StageResult, StageSpec
 from s3core.store.stage import StageSummary
@@ -45,21 +47,41 @@ def report_spec(cfg: RunConfig, scores: Sequence[Manifest], train: Manifest | No
     if train is not None:
         inputs["train"] = train
     curve = [{k: float(row[k]) for k in CURVE_COLUMNS if k in row} for row in (reward_curve or [])]
-    identity = {"title": title or f"s3-train evaluation ({cfg.name})", "reward_curve": curve}
+    references = reference_runs(cfg)
+    settings = BootstrapSettings(cfg.evaluation.bootstrap_resamples, cfg.evaluation.bootstrap_seed)
+    identity = {"title": title or f"s3-train evaluation ({cfg.name})", "reward_curve": curve,
+                "references": references, "bootstrap": [settings.resamples, settings.seed, settings.level]}
 
     def build(ctx: StageContext) -> StageResult:
-        return build_report(ctx, identity["title"], curve)
+        return build_report(ctx, identity["title"], curve, references, settings)
 
     return StageSpec("report", identity, inputs, build, kind="dir")
 
 
+def reference_runs(cfg: RunConfig) -> list[str]:
+    """The runs every other run is compared with, question by question: the naive-RAG baseline that searches
+    retrieval.naive_retriever (the reward's reference; else the first naive-RAG baseline), then
+    evaluation.compare_to."""
+    naive = [b for b in cfg.inference.baselines if b.strategy == "naive"]
+    same = [b for b in naive if (b.retriever or cfg.retrieval.naive_retriever) == cfg.retrieval.naive_retriever]
+    return list(dict.fromkeys([b.name for b in (same or naive)[:1]] + list(cfg.evaluation.compare_to)))
+
+
 def evaluation_summary(cfg: RunConfig, store: ArtifactStore, scores: Sequence[Manifest],
                        report: Manifest) -> list[StageSummary]:
-    """The GenAcc comparison over `scores` (a table) and the report (markdown, with where its files are)."""
-    rows = comparison_rows(set_metrics(scores))
+    """The GenAcc comparison over `scores` and the paired differences (tables), and the report (markdown, with
+    where its files are)."""
+    rows = comparison_rows(frame_metrics(scores_frame(store, scores), scores))
     folder = store.local_dir(report)
+    with open(folder / "paired.csv", newline="", encoding="utf-8") as handle:
+        paired = [{**r, **{k: float(r[k]) for k in ("run_mean", "reference_mean", "diff", "lo", "hi")},
+                   **{k: int(r[k]) for k in ("questions", "wins", "ties", "losses")}} for r in csv.DictReader(handle)]
     text = (folder / "report.md").read_text(encoding="utf-8")
     links = "\n".join(f"- `{folder / name}`" for name in sorted(p.name for p in folder.iterdir()))
-    return [StageSummary("evaluation", f"GenAcc (%) per data source and run, unweighted average ({cfg.name})",
-                         table=rows),
-            StageSummary("report", f"Evaluation report ({cfg.name})", markdown=f"{text}\n\n## Files\n\n{links}\n")]
+    summaries = [StageSummary("evaluation", f"GenAcc (%) per data source and run, unweighted average ({cfg.name})",
+                              table=rows)]
+    if paired:
+        summaries.append(StageSummary("paired-differences", f"GenAcc minus the reference, points, paired 95% "
+                                      f"bootstrap interval ({cfg.name})", table=paired_markdown_rows(paired)))
+    return summaries + [
+        StageSummary("report", f"Evaluation report ({cfg.name})", markdown=f"{text}\n\n## Files\n\n{links}\n")]

@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from s3core.config.schema import RunConfig
+from s3core.evaluation.paired import AVERAGE, BootstrapSettings, paired_rows, scores_frame
 from s3core.evaluation.report import _pyplot, train_curve
+from s3core.evaluation.stage import reference_runs
 from s3core.pipeline import prepare
 from s3core.store import open_store
 from s3core.store.stage import log_progress
@@ -48,6 +50,9 @@ class SeedResult:
     reward_curve: list[tuple[int, float]] = field(default_factory=list)  # (step, mean reward of the batch)
     steps: int = 0
     splits: list[str] = field(default_factory=list)  # the QA splits the scores are on (inference.splits)
+    # "run - reference" -> [difference, low, high] of GenAcc, the paired bootstrap over this seed's questions
+    # (unweighted over data sources; evaluation/paired.py): the question-sampling noise beside the seed spread
+    paired: dict[str, list[float]] = field(default_factory=dict)
 
 
 def seed_result(seed: int, scores: Sequence[dict[str, Any]], question_types: dict[str, str],
@@ -150,6 +155,18 @@ def results_markdown(title: str, results: Sequence[SeedResult], summary: list[di
               "| gain | " + " | ".join(types) + " |", "|" + "---|" * (len(types) + 1)]
     for row in gains:
         lines.append(f"| {row['run']} | " + " | ".join(_pm(row[t]) for t in types) + " |")
+    pairs = list(dict.fromkeys(k for r in results for k in r.paired))
+    if pairs:
+        lines += ["", "## Two sources of noise: seeds and questions", "",
+                  "The spread over seeds (RL's noise, above) beside each seed's paired 95% bootstrap interval over its "
+                  "questions (the evaluation's sampling noise; unweighted over data sources), GenAcc points.", "",
+                  "| difference | mean ± seed spread | " + " | ".join(f"seed {r.seed}: diff [95% CI]" for r in results)
+                  + " |", "|" + "---|" * (len(results) + 2)]
+        for pair in pairs:
+            got = [r.paired.get(pair) for r in results]
+            spread = mean_and_spread([100 * g[0] for g in got if g])
+            cells = [f"{100 * g[0]:+.1f} [{100 * g[1]:+.1f}, {100 * g[2]:+.1f}]" if g else "" for g in got]
+            lines.append(f"| {pair} | {spread[0]:+.1f} ± {spread[1]:.1f} | " + " | ".join(cells) + " |")
     lines += ["", "![GenAcc by run and question type](genacc_by_type.png)", "",
               "![Training reward per step, each seed](reward_curve.png)", "", "## Every seed", "",
               "| seed | run | " + " | ".join(types) + " | turns | context docs |", "|" + "---|" * (len(types) + 4)]
@@ -246,7 +263,20 @@ def result_from_store(seed: int, cfg: RunConfig, state) -> SeedResult:
     questions = [row for m in state.questions if (m.stats.get("data_source"), m.stats.get("split")) in evaluated
                  for row in store.read_table(m).to_pylist()]
     metrics = train_curve(store, state.train) if state.train is not None else []
-    return seed_result(seed, scores, question_types(questions), metrics)
+    result = seed_result(seed, scores, question_types(questions), metrics)
+    result.paired = seed_paired(cfg, store, state.scores)
+    return result
+
+
+def seed_paired(cfg: RunConfig, store, scores) -> dict[str, list[float]]:
+    """GenAcc difference of every run to the config's reference runs, with its paired bootstrap interval."""
+    frame = scores_frame(store, scores)
+    present = set(frame.select("run").unique().collect()["run"].to_list())
+    references = [r for r in reference_runs(cfg) if r in present]
+    settings = BootstrapSettings(cfg.evaluation.bootstrap_resamples, cfg.evaluation.bootstrap_seed)
+    return {f"{r['run']} - {r['reference']}": [r["diff"], r["lo"], r["hi"]]
+            for r in (paired_rows(frame, references, settings) if references else [])
+            if r["data_source"] == AVERAGE and r["metric"] == "genacc"}
 
 
 def load_seed_results(path: Path) -> list[SeedResult]:

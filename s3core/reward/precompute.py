@@ -197,28 +197,33 @@ def _naive_row(question: dict[str, Any], doc_ids: list[str], context: str, answe
 
 
 
-def select_training_rows(rows: Sequence[dict[str, Any]], yes_no_filter: str = "all_gold"
-                         ) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Rows kept for training and the counts of the filter (total, naive_correct, yes_no_filtered, kept).
+def select_training_pool(naive, yes_no_filter: str = "all_gold") -> tuple[pa.Table, dict[str, int]]:
+    """The training pool from the naive-RAG rows (a polars LazyFrame): train questions naive RAG fails, minus
+    yes/no ones; and the filter's counts (total, naive_correct, yes_no_filtered, kept).
 
     A naive-correct question counts as naive_correct even when its answer is yes/no; yes_no_filtered counts
     only the naive failures dropped for being yes/no."""
-    failed = [r for r in rows if r["split"] == "train" and not r["genacc"]]
-    kept = [r for r in failed if not is_yes_no(r["golden_answers"], yes_no_filter)]
-    train = sum(r["split"] == "train" for r in rows)
-    stats = {"total": train, "naive_correct": train - len(failed), "yes_no_filtered": len(failed) - len(kept),
-             "kept": len(kept)}
-    pool = [{"question_id": r["question_id"], "data_source": r["data_source"], "question": r["question"],
-             "golden_answers": list(r["golden_answers"]), "naive_genacc": bool(r["genacc"])} for r in kept]
-    return pool, stats
+    import polars as pl  # polars: the table queries of the precompute stages
+
+    train = naive.filter(pl.col("split") == "train").with_columns(
+        pl.col("golden_answers").map_elements(lambda g: is_yes_no(list(g), yes_no_filter), return_dtype=pl.Boolean)
+        .alias("yes_no"))
+    failed = train.filter(~pl.col("genacc"))
+    kept = failed.filter(~pl.col("yes_no")).select(
+        "question_id", "data_source", "question", "golden_answers", pl.col("genacc").alias("naive_genacc")).collect()
+    counts = train.select(pl.len().alias("total"), pl.col("genacc").sum().alias("naive_correct"),
+                          (~pl.col("genacc") & pl.col("yes_no")).sum().alias("yes_no_filtered")).collect().row(0, named=True)
+    stats = {"total": int(counts["total"]), "naive_correct": int(counts["naive_correct"] or 0),
+             "yes_no_filtered": int(counts["yes_no_filtered"] or 0), "kept": kept.height}
+    return kept.to_arrow().cast(TRAINING_POOL_SCHEMA), stats
 
 
 def build_training_pool(ctx: StageContext, yes_no_filter: str = "all_gold") -> StageResult:
+    import polars as pl  # polars: the table queries of the precompute stages
+
     columns = ["question_id", "data_source", "split", "question", "golden_answers", "genacc"]
-    rows: list[dict[str, Any]] = []
-    for _, manifest in sorted(ctx.inputs.items()):
-        rows.extend(ctx.store.read_table(manifest, columns=columns).to_pylist())
-    pool, stats = select_training_rows(rows, yes_no_filter)
-    ctx.table_writer().write_shard(0, pa.Table.from_pylist(pool, schema=TRAINING_POOL_SCHEMA))
+    naive = pl.concat([ctx.store.scan_table(m).select(columns) for _, m in sorted(ctx.inputs.items())])
+    pool, stats = select_training_pool(naive, yes_no_filter)
+    ctx.table_writer().write_shard(0, pool)
     ctx.progress(1, 1, f"training pool: {stats['kept']} of {stats['total']} train questions kept")
     return StageResult(stats=stats)

@@ -149,6 +149,24 @@ class ArtifactStore:
             return _empty_table(manifest, columns)
         return pa.concat_tables(tables)
 
+    def scan_table(self, manifest: Manifest, verify: bool = True):
+        """A polars LazyFrame over a table artifact's shards: `scan_parquet` of the shard files of a local store
+        (each first checked against the manifest, as iter_table does), the table read through fsspec
+        otherwise."""
+        import polars as pl  # polars: only for the readers that query tables
+
+        self._expect_kind(manifest, "table")
+        if not manifest.shards:
+            return pl.from_arrow(_empty_table(manifest, None)).lazy()
+        if not self.is_local:
+            return pl.from_arrow(self.read_table(manifest, verify=verify)).lazy()
+        base = self._path_of(manifest)
+        paths = [f"{base}/{shard.name}" for shard in manifest.shards]
+        if verify:
+            for path, shard in zip(paths, manifest.shards):
+                self._read_shard_bytes(manifest, path, shard, verify=True)
+        return pl.scan_parquet(paths)
+
     def _read_shard_bytes(self, manifest: Manifest, path: str, shard: ShardInfo, verify: bool) -> bytes:
         if not self.fs.exists(path):
             raise ArtifactError(
