@@ -17,7 +17,6 @@ server through `rollout.client_search`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -36,6 +35,7 @@ from s3core.agent.rollout import Rollout, RolloutEngine, retriever_search
 from s3core.agent.sampling import SamplingSettings
 from s3core.agent.strategies import Limits, make_strategy
 from s3core.config.schema import BaselineConfig, RunConfig
+from s3core.data.formats import question_type
 from s3core.data.sampling import sample_questions
 from s3core.models.fingerprint import weights_fingerprint
 from s3core.models.resolve import resolve_model_path
@@ -59,7 +59,8 @@ class PolicyCheckpoint(Protocol):
 CONTEXTS_SCHEMA = pa.schema([
     ("question_id", pa.string()), ("data_source", pa.string()), ("split", pa.string()), ("question", pa.string()),
     ("golden_answers", pa.list_(pa.string())), ("question_type", pa.string()), ("run", pa.string()),
-    ("strategy", pa.string()), ("model", pa.string()), ("turns", pa.int32()), ("invalid_turns", pa.int32()), ("forged_information", pa.int32()),
+    ("strategy", pa.string()), ("model", pa.string()), ("turns", pa.int32()), ("invalid_turns", pa.int32()),
+    ("forged_information", pa.int32()),
     ("unexecuted_queries", pa.int32()), ("end_reason", pa.string()), ("queries", pa.list_(pa.string())),
     ("retrieved_doc_ids", pa.list_(pa.list_(pa.string()))), ("selected_doc_ids", pa.list_(pa.string())),
     ("context_doc_ids", pa.list_(pa.string())), ("context", pa.string()),
@@ -212,12 +213,6 @@ def _base_row(q: dict, run: InferenceRun) -> dict[str, Any]:
             "golden_answers": list(q["golden_answers"]), "question_type": question_type(q), "run": run.name,
             "strategy": run.strategy, "model": run.model or ""}
 
-
-def question_type(q: dict) -> str:
-    """`metadata.type` of a question row (the tiny world's single_hop / two_hop / comparison, HotpotQA's bridge /
-    comparison), or "" where the QA set has none: the report's breakdown by type."""
-    value = json.loads(q.get("metadata") or "{}").get("type", "")
-    return value if isinstance(value, str) else str(value)
 
 
 def policy_free_row(q: dict, run: InferenceRun, docs: DocStore | None, search,

@@ -39,6 +39,15 @@ def decoded_line(line: str | bytes) -> str:
                           "as UTF-8") from None
 
 
+def question_type(row: dict[str, Any], default: str = "") -> str:
+    """`metadata.type` of a questions row (the tiny world's single_hop / two_hop / comparison, HotpotQA's
+    bridge / comparison), or `default` where the QA set has none. The metadata is JSON text or a mapping."""
+    meta = row.get("metadata") or {}
+    if isinstance(meta, str):
+        meta = json.loads(meta) if meta.strip() else {}
+    return str(meta.get("type", default))
+
+
 def parse_json_line(line: str | bytes) -> dict[str, Any]:
     line = decoded_line(line)
     try:

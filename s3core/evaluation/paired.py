@@ -120,8 +120,8 @@ def _paired_with(data: pl.DataFrame, reference: str, others: Sequence[str],
         base = ref.filter(pl.col("data_source") == source).sort(KEY).select(KEY + list(METRICS))
         wide = base
         for run in others:
-            theirs = data.filter((pl.col("run") == run) & (pl.col("data_source") == source)).select(KEY + list(METRICS))
-            wide = wide.join(theirs.rename({m: f"{m}@{run}" for m in METRICS}), on=KEY, how="left")
+            run_rows = data.filter((pl.col("run") == run) & (pl.col("data_source") == source)).select(KEY + list(METRICS))
+            wide = wide.join(run_rows.rename({m: f"{m}@{run}" for m in METRICS}), on=KEY, how="left")
         n = wide.height
         counts = resample_counts(n, settings.resamples, np.random.default_rng([settings.seed, sources.index(source)]))
         columns = [(run, m) for run in others for m in METRICS]

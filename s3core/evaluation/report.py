@@ -17,6 +17,7 @@ path, so the folder can be copied or served as it is.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -185,6 +186,16 @@ def _pyplot():
     return plt
 
 
+def save_figure(fig, path: Path, dpi: int = 120) -> Path:
+    """Lay out, write (to a temporary name, renamed when complete) and close a figure."""
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=dpi)
+    os.replace(tmp, path)
+    _pyplot().close(fig)
+    return path
+
+
 def plot_per_dataset(per_set: list[dict[str, Any]], path: Path) -> Path:
     """Grouped bars: one group per data source (and the average), one bar per run."""
     plt = _pyplot()
@@ -201,10 +212,7 @@ def plot_per_dataset(per_set: list[dict[str, Any]], path: Path) -> Path:
     ax.set_ylim(0, 100)
     ax.legend(fontsize="small", ncols=min(4, len(runs)))
     ax.set_title("GenAcc per data source")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_paired(paired: Sequence[dict[str, Any]], path: Path) -> Path:
@@ -228,10 +236,7 @@ def plot_paired(paired: Sequence[dict[str, Any]], path: Path) -> Path:
     ax.set_ylabel(f"GenAcc minus {first} (points)")
     ax.legend(fontsize="small", ncols=min(4, len(runs)))
     ax.set_title("Paired GenAcc difference, 95% bootstrap interval")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def plot_reward_curve(curve: list[dict[str, float]], path: Path) -> Path:
@@ -244,7 +249,4 @@ def plot_reward_curve(curve: list[dict[str, float]], path: Path) -> Path:
     ax.axhline(0.0, color="grey", linewidth=0.5)
     ax.legend(fontsize="small")
     ax.set_title("Training reward")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -76,7 +76,8 @@ async def _score_shard(chunk: list[dict[str, Any]], backend, cfg: RunConfig, rul
     out = []
     for row, answer, score in zip(chunk, answers, scores):
         kept = {k: row[k] for k in CONTEXT_COLUMNS if k not in NOT_KEPT}
-        out.append({**kept, "searches": len(row["queries"]), "selected": len(row["selected_doc_ids"]), "answer": answer, "genacc": score.genacc, "span": score.span, "judge": score.judge,
+        out.append({**kept, "searches": len(row["queries"]), "selected": len(row["selected_doc_ids"]),
+                    "answer": answer, "genacc": score.genacc, "span": score.span, "judge": score.judge,
                     "em": score.em, "f1": score.f1, "scoring": rule, "generator": cfg.generator.model})
     return out
 

@@ -73,8 +73,6 @@ def set_chat_template(folder: Path, template: str) -> None:
     tokenizer.save_pretrained(str(folder))
 
 
-
-
 def gguf_to_hf(gguf: Path, out: Path, dtype: str = "bfloat16", tolerance: float = 0.05) -> dict[str, Any]:
     """Dequantise a GGUF causal LM into a safetensors folder (see the module docstring)."""
     import torch
@@ -104,7 +102,8 @@ def gguf_to_hf(gguf: Path, out: Path, dtype: str = "bfloat16", tolerance: float 
                                     "on the probe chat; the conversion is not faithful")
     return {"format": "gguf", "gguf_file": gguf.name, "architectures": plain.config.architectures,
             "model_type": plain.config.model_type, "parameters": sum(p.numel() for p in plain.parameters()),
-            "dtype": dtype, "chat_template": tokenizer.chat_template is not None, "probe_max_abs_logit_delta": round(drift, 5)}
+            "dtype": dtype, "chat_template": tokenizer.chat_template is not None,
+            "probe_max_abs_logit_delta": round(drift, 5)}
 
 
 def _probe_drift(reference, folder: Path, tokenizer) -> float:

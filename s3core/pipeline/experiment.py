@@ -25,8 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from s3core.config.schema import RunConfig
+from s3core.data.formats import question_type
 from s3core.evaluation.paired import AVERAGE, BootstrapSettings, paired_rows, scores_frame
-from s3core.evaluation.report import _pyplot, train_curve
+from s3core.evaluation.report import _pyplot, save_figure, train_curve
 from s3core.evaluation.stage import reference_runs
 from s3core.pipeline import prepare
 from s3core.store import open_store
@@ -80,13 +81,7 @@ def seed_result(seed: int, scores: Sequence[dict[str, Any]], question_types: dic
 def question_types(question_rows: Sequence[dict[str, Any]]) -> dict[str, str]:
     """Rows of a questions table (id, ..., metadata) -> id -> metadata.type (the tiny world's single_hop /
     two_hop / comparison), or "all"."""
-    types = {}
-    for row in question_rows:
-        meta = row.get("metadata") or {}
-        if isinstance(meta, str):
-            meta = json.loads(meta) if meta.strip() else {}
-        types[row["id"]] = str(meta.get("type", ALL))
-    return types
+    return {row["id"]: question_type(row, ALL) for row in question_rows}
 
 
 def mean_and_spread(values: Sequence[float]) -> tuple[float, float]:
@@ -198,7 +193,7 @@ def plot_genacc_by_type(path: Path, summary: list[dict[str, Any]]) -> None:
     ax.set_ylabel("GenAcc (test)")
     ax.legend(fontsize=8)
     ax.set_title("GenAcc by question type (mean ± sd over seeds)")
-    _save(fig, path)
+    save_figure(fig, path, dpi=110)
 
 
 def plot_reward_curves(path: Path, results: Sequence[SeedResult]) -> None:
@@ -215,15 +210,7 @@ def plot_reward_curves(path: Path, results: Sequence[SeedResult]) -> None:
     ax.set_ylabel("mean reward (GBR) of the batch")
     ax.legend(fontsize=8)
     ax.set_title("Training reward (thin: per step; thick: moving average)")
-    _save(fig, path)
-
-
-def _save(fig, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.tight_layout()
-    fig.savefig(tmp, dpi=110)
-    os.replace(tmp, path)
-    _pyplot().close(fig)
+    save_figure(fig, path, dpi=110)
 
 
 def _write_atomic(path: Path, text: str) -> None:
