@@ -16,11 +16,9 @@ from prefect import flow
 from flows.params import BaselineName, CheckpointPath, OptionalConfigPath, StoreRoot, TrainKey, TrainStep
 from s3core.agent.inference import baseline_run, s3_run
 from s3core.config import load_config
-from s3core.evaluation.paired import scores_frame
-from s3core.evaluation.report import frame_metrics
+from s3core.evaluation.report import read_report_tables
 from s3core.evaluation.summary import comparison_rows
 from s3core.pipeline import slice_plan
-from s3core.pipeline.graph import reported_scores
 from s3core.rl.checkpoints import checkpoint_metrics, checkpoint_to_evaluate
 from tasks.stage import run_plan
 
@@ -48,8 +46,10 @@ def s3_evaluate(config_path: OptionalConfigPath = None, checkpoint: CheckpointPa
     plan = slice_plan(cfg, "evaluate", runs=tuple(runs), with_history=True, reward_curve=curve,
                       report_title=f"s3-evaluate: {names} ({cfg.name})")
     state = run_plan(plan)
-    scores = reported_scores(plan, state)
-    return comparison_rows(frame_metrics(scores_frame(plan.store, scores), scores))
+    if state.report is None:  # nothing was scored: no evaluation QA set
+        return []
+    per_set, _ = read_report_tables(plan.store.local_dir(state.report))
+    return comparison_rows(per_set)
 
 
 def selected_baselines(cfg, name: str):

@@ -106,6 +106,19 @@ def comparison_with_paired(per_set: list[dict[str, Any]], paired: list[dict[str,
     return rows
 
 
+def read_report_tables(folder: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What a report folder holds as tables, typed as build_report made them: the per-set rows of
+    comparison.csv (run, data source, split, questions, scoring, metrics) and the rows of paired.csv. The UI
+    summary and s3-evaluate's answer read these instead of querying the scores again."""
+    with open(folder / "comparison.csv", newline="", encoding="utf-8") as handle:
+        per_set = [{"run": r["run"], "data_source": r["data_source"], "split": r["split"], "questions": int(r["questions"]),
+                    "scoring": r["scoring"], **{k: float(r[k]) for k in METRICS}} for r in csv.DictReader(handle)]
+    with open(folder / "paired.csv", newline="", encoding="utf-8") as handle:
+        paired = [{**r, **{k: float(r[k]) for k in ("run_mean", "reference_mean", "diff", "lo", "hi")},
+                   **{k: int(r[k]) for k in ("questions", "wins", "ties", "losses")}} for r in csv.DictReader(handle)]
+    return per_set, paired
+
+
 def write_csv(rows: Sequence[dict[str, Any]], path: Path, columns: Sequence[str]) -> None:
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns))

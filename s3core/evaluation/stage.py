@@ -7,13 +7,12 @@ artifact, scored (scores.py), and the report over them (report.py).
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from typing import Any
 
 from s3core.config.schema import RunConfig
-from s3core.evaluation.paired import BootstrapSettings, scores_frame
-from s3core.evaluation.report import CURVE_COLUMNS, build_report, frame_metrics, paired_markdown_rows
+from s3core.evaluation.paired import BootstrapSettings
+from s3core.evaluation.report import CURVE_COLUMNS, build_report, paired_markdown_rows, read_report_tables
 from s3core.evaluation.scores import build_scores, scores_identity
 from s3core.evaluation.summary import comparison_rows
 from s3core.models.resolve import in_model_set
@@ -67,19 +66,15 @@ def reference_runs(cfg: RunConfig) -> list[str]:
     return list(dict.fromkeys([b.name for b in (same or naive)[:1]] + list(cfg.evaluation.compare_to)))
 
 
-def evaluation_summary(cfg: RunConfig, store: ArtifactStore, scores: Sequence[Manifest],
-                       report: Manifest) -> list[StageSummary]:
-    """The GenAcc comparison over `scores` and the paired differences (tables), and the report (markdown, with
-    where its files are)."""
-    rows = comparison_rows(frame_metrics(scores_frame(store, scores), scores))
+def evaluation_summary(cfg: RunConfig, store: ArtifactStore, report: Manifest) -> list[StageSummary]:
+    """The GenAcc comparison and the paired differences (tables, as the report wrote them), and the report
+    (markdown, with where its files are)."""
     folder = store.local_dir(report)
-    with open(folder / "paired.csv", newline="", encoding="utf-8") as handle:
-        paired = [{**r, **{k: float(r[k]) for k in ("run_mean", "reference_mean", "diff", "lo", "hi")},
-                   **{k: int(r[k]) for k in ("questions", "wins", "ties", "losses")}} for r in csv.DictReader(handle)]
+    per_set, paired = read_report_tables(folder)
     text = (folder / "report.md").read_text(encoding="utf-8")
     links = "\n".join(f"- `{folder / name}`" for name in sorted(p.name for p in folder.iterdir()))
     summaries = [StageSummary("evaluation", f"GenAcc (%) per data source and run, unweighted average ({cfg.name})",
-                              table=rows)]
+                              table=comparison_rows(per_set))]
     if paired:
         summaries.append(StageSummary("paired-differences", f"GenAcc minus the reference, points, paired 95% "
                                       f"bootstrap interval ({cfg.name})", table=paired_markdown_rows(paired)))

@@ -264,7 +264,7 @@ def _contexts_summary(plan: Plan, s: PipelineState) -> list[StageSummary]:
 
 
 def _evaluation_summary(plan: Plan, s: PipelineState) -> list[StageSummary]:
-    return evaluation_summary(plan.cfg, plan.store, reported_scores(plan, s), s.report) if s.report else []
+    return evaluation_summary(plan.cfg, plan.store, s.report) if s.report else []
 
 
 STAGES: tuple[StageNode, ...] = (
