@@ -92,9 +92,9 @@ def interval(samples: np.ndarray, level: float) -> tuple[np.ndarray, np.ndarray]
 
 
 # -- paired differences -------------------------------------------------------------------------------------
-def paired_rows(frame: pl.LazyFrame, references: Sequence[str], settings: BootstrapSettings = BootstrapSettings(),
-                runs: Sequence[str] | None = None) -> list[dict[str, Any]]:
-    """For each reference run and every other run (or `runs`): per data source and for the unweighted average,
+def paired_rows(frame: pl.LazyFrame, references: Sequence[str],
+                settings: BootstrapSettings = BootstrapSettings()) -> list[dict[str, Any]]:
+    """For each reference run and every other run: per data source and for the unweighted average,
     the questions both have, each side's mean, the mean difference with its interval, and win/tie/loss
     counts, for every metric. Values are fractions (report.py shows %)."""
     data = frame.collect()
@@ -105,7 +105,7 @@ def paired_rows(frame: pl.LazyFrame, references: Sequence[str], settings: Bootst
                          "was evaluated (evaluation.compare_to) or evaluate it first")
     rows: list[dict[str, Any]] = []
     for reference in references:
-        others = [r for r in (runs or present_runs) if r != reference and r in present_runs]
+        others = [r for r in present_runs if r != reference]
         if others:
             rows += _paired_with(data, reference, others, settings)
     return rows
@@ -117,8 +117,7 @@ def _paired_with(data: pl.DataFrame, reference: str, others: Sequence[str],
     sources = sorted(set(ref["data_source"].to_list()))
     rows, boots = [], {}  # boots: (run, metric) -> list of [R] resampled mean differences, one per source
     for source in sources:
-        base = ref.filter(pl.col("data_source") == source).sort(KEY).select(KEY + list(METRICS))
-        wide = base
+        wide = ref.filter(pl.col("data_source") == source).sort(KEY).select(KEY + list(METRICS))
         for run in others:
             run_rows = data.filter((pl.col("run") == run) & (pl.col("data_source") == source)).select(KEY + list(METRICS))
             wide = wide.join(run_rows.rename({m: f"{m}@{run}" for m in METRICS}), on=KEY, how="left")
