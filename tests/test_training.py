@@ -8,13 +8,17 @@ itself is tested on a toy task in test_rl_learning.py); everything else is the r
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from s3core.pipeline import open_store, prepare
 from s3core.rl.checkpoints import complete_checkpoints
 from s3core.rl.stage import CHECKPOINT_EVENT, final_policy_dir, train_spec
 
-TIMING = {"rollout_s", "reward_s", "update_s"}
+TIMING = {"rollout_s", "reward_s", "update_s", "weight_sync_s"}
+# measured in each attempt's first steps (ppo.sampler_check_steps), so a resumed run measures other steps
+DIAGNOSTICS = TIMING | {"sampler_logp_gap"}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +43,13 @@ def _metrics(store, manifest):
     import pyarrow.parquet as pq
 
     rows = pq.read_table(store.local_dir(manifest) / "metrics.parquet").to_pylist()
-    return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
+    return [{k: v for k, v in row.items() if k not in DIAGNOSTICS} for row in rows]
+
+
+def _sampler_gaps(store, manifest):
+    import pyarrow.parquet as pq
+
+    return pq.read_table(store.local_dir(manifest) / "metrics.parquet").column("sampler_logp_gap").to_pylist()
 
 
 def _tensorboard_steps(run_dir, tag="reward/reward_mean"):
@@ -67,6 +77,10 @@ def test_training_writes_checkpoints_and_events(training):
     lr = training["cfg"].ppo
     assert [r["critic_lr"] for r in rows] == [0.0, lr.critic_lr, lr.critic_lr]
     assert [r["actor_lr"] for r in rows] == [lr.actor_lr] * 3
+    # the rollouts sampled from the learner's own weights: its log-probs of the sampled tokens agree in the two
+    # checked steps (ppo.sampler_check_steps), and the third step is not measured
+    gaps = _sampler_gaps(store, manifest)
+    assert all(0.0 <= g < 1e-4 for g in gaps[:2]) and math.isnan(gaps[2]), gaps
     from transformers import AutoModelForCausalLM
 
     from s3core.models.resolve import resolve_model_path

@@ -154,14 +154,16 @@ def _policy_model_path(ctx: StageContext, run: InferenceRun) -> str:
 
 def open_policy(cfg: RunConfig, model_path: str):
     """The rollout policy backend the searcher config names."""
-    from s3core.agent.policy import (  # torch (vLLM for its backend): only when a policy runs
-        TransformersPolicy,
-        VLLMPolicy,
-    )
-
     if cfg.searcher.policy_backend == "vllm":
-        return VLLMPolicy(model_path)
+        from s3core.agent.vllm_policy import EngineSettings, VLLMPolicy  # vLLM: only on this path
+
+        engine = cfg.searcher.vllm
+        return VLLMPolicy(model_path, EngineSettings(gpu_memory_utilization=engine.gpu_memory_utilization,
+                                                     enforce_eager=engine.enforce_eager, max_model_len=engine.max_model_len,
+                                                     dtype=cfg.searcher.dtype), seed=cfg.seed)
     import torch
+
+    from s3core.agent.policy import TransformersPolicy  # torch: only when a policy runs
 
     dtype = cfg.searcher.dtype if torch.cuda.is_available() else "float32"  # bf16 matmuls crawl on CPU
     return TransformersPolicy(model_path, dtype=dtype, batch_size=cfg.searcher.rollout_batch_size)
@@ -175,15 +177,16 @@ def build_contexts(ctx: StageContext, cfg: RunConfig, run: InferenceRun) -> Stag
 
     def open_worker():
         docs, search = None, None
+        # the policy before the retriever's encoder: a vLLM engine starts before this process loads a model
+        policy = open_policy(cfg, _policy_model_path(ctx, run)) if run.model is not None else None
         if run.retriever is not None:
 
             corpus = [m for key, m in sorted(ctx.inputs.items()) if key.startswith("corpus/")]
             retriever, docs = open_retriever_by_name(ctx.store, cfg, run.retriever, corpus, ctx.inputs.get("dense_index"),
                                                      ctx.inputs.get("bm25_index"), ctx.inputs.get("tiny_models"))
             search = retriever_search(retriever)
-        if run.model is None:
+        if policy is None:
             return lambda chunk: [policy_free_row(q, run, docs, search, ev.max_context_docs) for q in chunk]
-        policy = open_policy(cfg, _policy_model_path(ctx, run))
         inf = cfg.inference
         engine = RolloutEngine(policy, run.strategy_object(), search, docs,
                                SamplingSettings(run.max_new_tokens, inf.temperature, inf.top_p, seed=inf.seed),

@@ -12,8 +12,7 @@ rather than `model.generate`, because training needs, for every row, exactly the
 - a row stops at EOS (kept), at a stop string (kept, checked on the decoded tail of the row), or at
   `max_new_tokens`.
 
-`VLLMPolicy` is the production backend when vLLM is installed (the paper config). vLLM is not installable on
-our machines (CPU or GPU), so that class is untested here; it uses only vLLM's documented offline API.
+vLLM's engine is the other backend (agent/vllm_policy.py, GPU only).
 """
 
 from __future__ import annotations
@@ -24,8 +23,8 @@ import torch
 
 from s3core.agent.sampling import Policy, PolicyOutput, SamplingSettings
 
-__all__ = ["Policy", "PolicyOutput", "SamplingSettings", "TransformersPolicy", "VLLMPolicy", "choose_tokens",
-           "left_pad", "top_p_filter"]
+__all__ = ["Policy", "PolicyOutput", "SamplingSettings", "TransformersPolicy", "choose_tokens", "left_pad",
+           "top_p_filter"]
 
 
 def left_pad(sequences: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -68,6 +67,8 @@ def choose_tokens(logits: torch.Tensor, settings: SamplingSettings, generator: t
 
 class TransformersPolicy:
     """A causal LM folder (AutoModelForCausalLM) continuing batches of token sequences."""
+
+    logprob_temperature = None  # its log-probs are at the sampling temperature (module docstring)
 
     def __init__(self, model_path: str, device: str | None = None, dtype: str = "float32", batch_size: int = 64,
                  model=None, tokenizer=None):
@@ -139,37 +140,3 @@ class TransformersPolicy:
             cache, logits = out.past_key_values, out.logits[:, -1, :]
             next_pos = next_pos + 1
         return [PolicyOutput(t, lp, f) for t, lp, f in zip(new_tokens, new_logprobs, finish)]
-
-
-class VLLMPolicy:
-    """vLLM's offline engine continuing token sequences (production rollouts; untested here, see module doc)."""
-
-    def __init__(self, model_path: str, tokenizer=None, gpu_memory_utilization: float = 0.5, **engine_kwargs):
-        try:
-            from vllm import LLM
-        except ImportError as exc:
-            raise ImportError("policy backend 'vllm' needs vLLM (pip install -e '.[gpu]' on a CUDA machine); "
-                              "use searcher.policy_backend: transformers elsewhere") from exc
-        from transformers import AutoTokenizer
-
-        self.tokenizer = tokenizer or AutoTokenizer.from_pretrained(model_path)
-        self.llm = LLM(model=str(model_path), gpu_memory_utilization=gpu_memory_utilization, **engine_kwargs)
-
-    def continue_sequences(self, sequences: Sequence[Sequence[int]], settings: SamplingSettings) -> list[PolicyOutput]:
-        from vllm import SamplingParams
-        from vllm.inputs import TokensPrompt
-
-        params = SamplingParams(
-            temperature=settings.temperature, top_p=settings.top_p if settings.temperature > 0 else 1.0,
-            max_tokens=settings.max_new_tokens, stop=list(settings.stop_strings), include_stop_str_in_output=True,
-            logprobs=0, seed=settings.seed,
-        )
-        results = self.llm.generate([TokensPrompt(prompt_token_ids=list(s)) for s in sequences], params, use_tqdm=False)
-        outputs = []
-        for result in results:
-            completion = result.outputs[0]
-            logprobs = [entry[token].logprob for token, entry in zip(completion.token_ids, completion.logprobs)]
-            finish = "stop" if completion.finish_reason == "stop" and completion.stop_reason else (
-                "eos" if completion.finish_reason == "stop" else "length")
-            outputs.append(PolicyOutput(list(completion.token_ids), logprobs, finish))
-        return outputs

@@ -267,13 +267,22 @@ class GeneratorConfig(_Section):
         description="a batch of answers in which more than this share are empty (or `content: null`) fails with "
         "GeneratorError instead of scoring them 0: a working LLM generator always answers something. 1.0 allows "
         "any, for a model that abstains by design (the tiny world's extractive reader)")
-    serve: Literal["none", "transformers"] = Field(
+    serve: Literal["none", "transformers", "vllm"] = Field(
         default="none",
-        description="none = use base_url as it is; transformers = start `transformers serve` on 127.0.0.1 for "
-        "`model` (a local folder or 'tiny:generator') while the pipeline runs, and send requests there",
+        description="none = use base_url as it is; transformers = start `transformers serve`, vllm = start vLLM's "
+        "OpenAI server (GPU; under $S3_VLLM_PYTHON when set), on a free 127.0.0.1 port for `model` (a local folder "
+        "or 'tiny:generator') while the pipeline runs, and send requests there",
     )
-    serve_device: str = Field(default="cpu", description="device of the locally served generator (cpu, cuda)")
-    serve_args: list[str] = Field(default_factory=list, description="extra `transformers serve` arguments, e.g. ['--continuous-batching']")
+    serve_device: str = Field(default="cpu", description="device of a `transformers serve` generator (cpu, cuda)")
+    serve_gpu_share: float = Field(
+        default=0.25, gt=0.0, lt=1.0,
+        description="serve: vllm: the share of the GPU the server takes (--gpu-memory-utilization); the trainer "
+        "and its own rollout engine need the rest")
+    serve_start_timeout_s: float = Field(
+        default=300.0, gt=0,
+        description="how long a started server may take to answer /health (vLLM: 30 s to several minutes)")
+    serve_args: list[str] = Field(default_factory=list, description="extra server arguments, e.g. "
+                                  "['--continuous-batching'] (transformers) or ['--enforce-eager'] (vllm)")
 
     @model_validator(mode="after")
     def _serve_needs_openai(self) -> GeneratorConfig:
@@ -283,6 +292,25 @@ class GeneratorConfig(_Section):
                 f"{self.backend!r}: set backend: openai, or serve: none to run the model in-process"
             )
         return self
+
+
+class VLLMEngineConfig(_Section):
+    """The searcher's vLLM engine (searcher.policy_backend: vllm); agent/vllm_policy.py."""
+
+    gpu_memory_utilization: float = Field(
+        default=0.3, gt=0.0, lt=1.0,
+        description="vLLM's share of the whole GPU (weights + KV cache); in training the learner has the rest, so "
+        "leave it what the actor, critic, reference and optimizer need (0.3 of an H200 is ~42 GB)")
+    enforce_eager: bool = Field(
+        default=True,
+        description="true = no torch.compile / CUDA graphs: the engine starts in ~25 s; false samples faster once "
+        "started but compiles for minutes first (docs/PERFORMANCE.md)")
+    max_model_len: int | None = Field(default=None, gt=0, description="context length the engine plans for; null = "
+                                      "the model's own (a smaller one leaves more KV cache for the batch)")
+    sleep_between_steps: bool = Field(
+        default=True,
+        description="in training, free the engine's weights and KV cache during each update and wake it with the "
+        "new weights after: the learner gets the whole GPU for its update")
 
 
 class SearcherConfig(_Section):
@@ -303,8 +331,11 @@ class SearcherConfig(_Section):
     )
     policy_backend: Literal["transformers", "vllm"] = Field(
         default="transformers",
-        description="inference rollout engine: transformers runs anywhere; vllm when installed (GPU). Training always "
-        "samples from the learner's own weights through the transformers loop")
+        description="rollout engine of training and inference: transformers runs anywhere (in training it samples "
+        "from the learner's own weights); vllm needs a GPU and vLLM 0.20 (in training an engine beside the learner, "
+        "its weights replaced after every update; searcher.vllm sets it up)")
+    vllm: VLLMEngineConfig = Field(default_factory=lambda: VLLMEngineConfig(),
+                                   description="the vLLM rollout engine (policy_backend: vllm)")
     dtype: Literal["float32", "bfloat16", "float16"] = Field(default="bfloat16", description="policy weights for rollouts")
     rollout_batch_size: int = Field(default=64, gt=0, description="trajectories per policy forward batch")
     prompt: str = Field(
@@ -528,6 +559,11 @@ class PPOConfig(_Section):
     bf16: bool = True
     gradient_checkpointing: bool = True
     tensorboard: bool = Field(default=True, description="also write per-step metrics as TensorBoard scalars under <train dir>/tensorboard")
+    sampler_check_steps: int = Field(
+        default=2, ge=0,
+        description="in the first N steps, compare the rollout engine's log-probs of the sampled tokens with the "
+        "learner's (metric sampler_logp_gap, mean |delta log p| over policy tokens): catches a broken weight sync "
+        "or a numerics mismatch of a vLLM engine; costs one extra forward pass per checked step")
 
     @model_validator(mode="before")
     @classmethod

@@ -3,8 +3,8 @@
 A registry keyed by `BackendName`: each entry turns a `GeneratorConfig` into a `ChatBackend`. Model names go
 through `resolve_model_path`, so `tiny:generator` means the tiny-models artifact's generator folder for
 either backend (for the openai backend that folder path is also the model id `transformers serve` expects).
-With `generator.serve: transformers` the openai backend first starts (or reuses) a local `transformers
-serve` for the model folder (local_server.LOCAL_SERVERS) and talks to it. The API key is read from the environment variable the config names; if it is unset no Authorization
+With `generator.serve: transformers` (or `vllm`) the openai backend first starts (or reuses) a local
+`transformers serve` (or vLLM server) for the model folder (local_server.LOCAL_SERVERS) and talks to it. The API key is read from the environment variable the config names; if it is unset no Authorization
 header is sent (local servers need none).
 """
 
@@ -41,7 +41,8 @@ def served_base_url(cfg: GeneratorConfig, model: str) -> str | None:
             f"generator.serve is {cfg.serve!r} but generator.model {cfg.model!r} is not a local model folder: "
             "give a folder (or 'tiny:generator'), or set serve: none and point base_url at a running server"
         )
-    return LOCAL_SERVERS.base_url(model, cache_dir() / "logs", device=cfg.serve_device, extra_args=tuple(cfg.serve_args))
+    return LOCAL_SERVERS.base_url(model, cache_dir() / "logs", device=cfg.serve_device, extra_args=tuple(cfg.serve_args),
+                                  timeout_s=cfg.serve_start_timeout_s, kind=cfg.serve, gpu_share=cfg.serve_gpu_share)
 
 
 def _openai(cfg: GeneratorConfig, model: str) -> ChatBackend:

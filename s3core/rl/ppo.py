@@ -131,6 +131,20 @@ class PPOLearner:
         advantages = core.grpo_advantages(batch.scores, batch.group, mask) - self.ppo.kl_coef * kl
         return Prepared(old_logp, ref_logp, None, advantages, None, kl)
 
+    @torch.no_grad()
+    def sampler_logprob_gap(self, batch: RolloutBatch, temperature: float) -> float:
+        """Mean |log p_learner - log p_sampler| of the sampled tokens over policy tokens, the learner's
+        log-probs taken at the temperature the rollout engine reports its own at: ~0 when the engine samples
+        from the learner's weights (shared weights; a vLLM engine after a correct sync, up to bf16 noise)."""
+        batch = batch.to(self.actor.device)
+        saved, self.temperature = self.temperature, temperature
+        try:
+            logp = self._in_chunks(lambda mb: self._logprobs(self.actor.module, mb), batch)  # [B, R]
+        finally:
+            self.temperature = saved
+        gap = (logp - batch.sampling_logprobs).abs()  # [B, R]
+        return float(core.masked_mean(gap, batch.policy_mask))
+
     def schedule(self, actor_steps_done: int, critic_steps_done: int) -> None:
         """Set this PPO step's learning rates from the steps each model has trained so far (the warm-up)."""
         set_lr(self.actor, self.ppo.actor_lr * warmup_factor(actor_steps_done, self.actor_warmup))

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from s3core.config.schema import RunConfig
 from s3core.generation.local_server import free_port
 from s3core.models.resolve import in_model_set
+from s3core.paths import vllm_python
 from s3core.reward.precompute import answering_identity
 from s3core.rl.checkpoints import complete_checkpoints
 from s3core.store import Manifest, StageContext, StageResult, StageSpec
@@ -58,25 +59,34 @@ def train_spec(cfg: RunConfig, training_pool: Manifest, naive_rag: Sequence[Mani
         if tiny_models is None:
             raise ValueError("training uses a 'tiny:' model but the tiny models were not built")
         inputs["tiny_models"] = tiny_models
-    identity = {"searcher": cfg.searcher.model_dump(mode="json", exclude={"rollout_batch_size"}),
-                "ppo": cfg.ppo.model_dump(mode="json", exclude={"tensorboard"}), "reward": cfg.reward.model_dump(mode="json"),
-                **answering_identity(cfg), "seed": cfg.seed}
-
     def build(ctx: StageContext) -> StageResult:
         return build_train(ctx, cfg)
 
-    return StageSpec("train", identity, inputs, build, kind="dir")
+    return StageSpec("train", train_identity(cfg), inputs, build, kind="dir")
 
 
-def launcher_command(spec_path: Path) -> list[str]:
+def train_identity(cfg: RunConfig) -> dict:
+    """Everything that changes a trained searcher, besides the inputs and the code. The rollout batch size,
+    the vLLM engine's memory share and start mode, TensorBoard and the sampler check change no sample."""
+    return {"searcher": cfg.searcher.model_dump(mode="json", exclude={"rollout_batch_size", "vllm"}),
+            "ppo": cfg.ppo.model_dump(mode="json", exclude={"tensorboard", "sampler_check_steps"}),
+            "reward": cfg.reward.model_dump(mode="json"), **answering_identity(cfg), "seed": cfg.seed}
+
+
+def trainer_python(cfg: RunConfig) -> str:
+    """The interpreter the trainer runs under: the vLLM environment's when its rollouts come from vLLM."""
+    return vllm_python() if cfg.searcher.policy_backend == "vllm" else sys.executable
+
+
+def launcher_command(spec_path: Path, python: str = sys.executable) -> list[str]:
     """DeepSpeed's launcher over the visible GPUs, or one plain rank on a CPU."""
     import torch
 
     module = ["-m", "s3core.rl.launch", "--spec", str(spec_path)]
     gpus = torch.cuda.device_count()
     if gpus == 0:
-        return [sys.executable, *module]
-    return [sys.executable, "-m", "deepspeed.launcher.runner", "--num_gpus", str(gpus), "--master_port",
+        return [python, *module]
+    return [python, "-m", "deepspeed.launcher.runner", "--num_gpus", str(gpus), "--master_port",
             str(free_port()), "--module", *module[1:]]
 
 
@@ -93,7 +103,7 @@ def build_train(ctx: StageContext, cfg: RunConfig) -> StageResult:
             "inputs": {key: m.to_json() for key, m in ctx.inputs.items()}}
     spec_path.write_text(json.dumps(spec))
     log_path = run_dir / "train.log"
-    code = run_trainer(launcher_command(spec_path), log_path, lambda event: _dispatch(ctx, cfg, event))
+    code = run_trainer(launcher_command(spec_path, trainer_python(cfg)), log_path, lambda event: _dispatch(ctx, cfg, event))
     if code != 0:
         tail = log_path.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL_CHARS:]
         raise RuntimeError(f"the trainer exited with code {code}; its log {log_path} ends with:\n{tail}")

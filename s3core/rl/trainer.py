@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import random
 import shutil
 import time
@@ -38,6 +39,7 @@ import torch
 
 from s3core.agent.inference import rollout_context, s3_run
 from s3core.agent.policy import SamplingSettings, TransformersPolicy
+from s3core.agent.vllm_policy import learner_weights
 from s3core.agent.rollout import RolloutEngine, SearchFn
 from s3core.config.schema import RunConfig
 from s3core.generation.base import ChatBackend
@@ -113,12 +115,14 @@ class SearcherTrainer:
         self.on_checkpoint = on_checkpoint or (lambda step, path: None)
         self.tokenizer = AutoTokenizer.from_pretrained(policy_path)
         dtype = torch.bfloat16 if (self.ppo.bf16 and torch.cuda.is_available()) else torch.float32
+        # a vLLM engine starts before any model is loaded here (agent/vllm_policy.py says why)
+        self.vllm = colocated_engine(cfg, policy_path, self.tokenizer) if cfg.searcher.policy_backend == "vllm" else None
         torch.manual_seed(cfg.seed)
         actor = AutoModelForCausalLM.from_pretrained(policy_path, dtype=dtype)
         self.learner = PPOLearner(actor, self.ppo, temperature=self.ppo.temperature)
-        self.policy = TransformersPolicy(policy_path, device=str(self.learner.actor.device),
-                                         model=self.learner.policy_model, tokenizer=self.tokenizer,
-                                         batch_size=cfg.searcher.rollout_batch_size)
+        self.policy = self.vllm or TransformersPolicy(policy_path, device=str(self.learner.actor.device),
+                                                      model=self.learner.policy_model, tokenizer=self.tokenizer,
+                                                      batch_size=cfg.searcher.rollout_batch_size)
         run = s3_run(cfg)
         if self.ppo.initial_topk is not None:  # the training prompt's own initial block (the public code: 12)
             run = replace(run, limits=replace(run.limits, initial_topk=self.ppo.initial_topk))
@@ -126,15 +130,24 @@ class SearcherTrainer:
                                     SamplingSettings(self.ppo.max_new_tokens_per_turn, self.ppo.temperature,
                                                      self.ppo.top_p), self.ppo.max_obs_tokens, self.ppo.max_context_tokens)
         self.state = TrainerState()
+        self.first_step_of_attempt = 1
 
     # -- phases ------------------------------------------------------------------------------------------
     def rollout(self, questions: list[dict[str, Any]], step: int):
         self.engine.sampling = SamplingSettings(self.ppo.max_new_tokens_per_turn, self.ppo.temperature, self.ppo.top_p,
                                                 self.engine.sampling.stop_strings, seed=self.cfg.seed * 100_003 + step)
-        self.policy.model.eval()
+        self.learner.policy_model.eval()
         rollouts = self.engine.run([q["question"] for q in questions])
-        self.policy.model.train()
+        self.learner.policy_model.train()
         return rollouts
+
+    def sync_rollout_engine(self) -> float:
+        """Give a vLLM engine the learner's current weights (in place); seconds it took (0 without one)."""
+        if self.vllm is None:
+            return 0.0
+        start = time.perf_counter()
+        self.vllm.load_weights(learner_weights(self.learner.policy_model))
+        return time.perf_counter() - start
 
     def contexts(self, rollouts) -> list[str]:
         """The generator context of each trajectory (no document cap in training, as in the public code)."""
@@ -165,16 +178,23 @@ class SearcherTrainer:
         rewards, outcomes = self.score(questions, rollouts)
         t2 = time.perf_counter()
         batch = collate(rollouts, rewards, self.tokenizer.pad_token_id, group=group)
+        if self.vllm is not None:
+            self.vllm.sleep()  # the update gets the engine's memory
+        sampler_gap = math.nan  # not measured in this step
+        if step - self.first_step_of_attempt < self.ppo.sampler_check_steps:
+            sampler_gap = self.learner.sampler_logprob_gap(batch, self.policy.logprob_temperature or self.ppo.temperature)
         # the warm-up counts the PPO steps each model trained before this one (the actor skips critic warm-up)
         self.learner.schedule(actor_steps_done=max(0, step - 1 - self.ppo.critic_warmup_steps), critic_steps_done=step - 1)
         metrics = self.learner.update(batch, seed=self.cfg.seed * 100_003 + step,
                                       train_actor=step > self.ppo.critic_warmup_steps)
         t3 = time.perf_counter()
+        sync_s = self.sync_rollout_engine()
         self.state.cursor += len(everyone)
-        metrics.update(outcomes, step=float(step), turns_mean=float(np.mean([r.record.turns for r in rollouts])),
+        metrics.update(outcomes)
+        metrics.update(step=float(step), sampler_logp_gap=sampler_gap, turns_mean=float(np.mean([r.record.turns for r in rollouts])),
                        searches_mean=float(np.mean([len(r.record.queries) for r in rollouts])),
                        response_tokens_mean=float(np.mean([len(r.response_ids) for r in rollouts])),
-                       rollout_s=t1 - t0, reward_s=t2 - t1, update_s=t3 - t2)
+                       rollout_s=t1 - t0, reward_s=t2 - t1, update_s=t3 - t2, weight_sync_s=sync_s)
         return metrics
 
     # -- checkpoints -------------------------------------------------------------------------------------
@@ -217,12 +237,14 @@ class SearcherTrainer:
         saved = json.loads((path / "trainer_state.json").read_text())
         self.state = TrainerState(step=saved["step"], cursor=saved["cursor"], metrics=saved["metrics"])
         restore_rng(load_safely(path / f"rng-rank{rank_and_world()[0]}.pt"))
+        self.sync_rollout_engine()  # it started from the initial weights
         log.info("resumed from %s (step %d, %d questions consumed)", path, self.state.step, self.state.cursor)
         return True
 
     def train(self, progress: Callable[[int, int, str], None] = lambda *a: None) -> TrainerState:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.resume()
+        self.first_step_of_attempt = self.state.step + 1  # the sampler check runs in this attempt's first steps
         total = self.ppo.total_steps
         board = TensorBoardLog(self.run_dir / "tensorboard", first_step=self.state.step + 1,
                                enabled=self.ppo.tensorboard and rank_and_world()[0] == 0)
@@ -243,6 +265,17 @@ class SearcherTrainer:
         if step % self.ppo.save_every == 0 or step == total:
             path = self.save(step)
             self.on_checkpoint(step, path)
+
+
+def colocated_engine(cfg: RunConfig, policy_path: str, tokenizer):
+    """The vLLM rollout engine beside the learner (searcher.vllm), seeded with the run's seed."""
+    from s3core.agent.vllm_policy import EngineSettings, VLLMPolicy  # vLLM: only on this path
+
+    engine = cfg.searcher.vllm
+    settings = EngineSettings(gpu_memory_utilization=engine.gpu_memory_utilization, enforce_eager=engine.enforce_eager,
+                              max_model_len=engine.max_model_len, dtype=cfg.searcher.dtype,
+                              sleep_between_steps=engine.sleep_between_steps)
+    return VLLMPolicy(policy_path, settings, colocated=True, seed=cfg.seed, tokenizer=tokenizer)
 
 
 def portable_config(cfg: RunConfig) -> dict[str, Any]:
