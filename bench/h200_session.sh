@@ -88,7 +88,7 @@ run2_rollout() {
 run2_precompute() {
   local start=$SECONDS
   $PY bench/precompute.py --config configs/tiny-gpu.yaml --serve vllm --generator-shape 0.5b --split train \
-    --max-new-tokens 32 --gpu-share 0.3 --serve-arg=--enforce-eager 2>&1 | grep -v "it/s\]" | tee "$OUT/run2-precompute.log"
+    --max-new-tokens 32 --concurrency 64 --gpu-share 0.3 --serve-arg=--enforce-eager 2>&1 | grep -v "it/s\]" | tee "$OUT/run2-precompute.log"
   stamp "run2 precompute: $((SECONDS - start)) s"
 }
 

@@ -111,6 +111,8 @@ def main() -> None:
     parser.add_argument("--gpu-share", type=float, default=0.3, help="--serve vllm: the server's GPU share")
     parser.add_argument("--split", help="measure this split's first QA set (default: the first non-train one)")
     parser.add_argument("--max-new-tokens", type=int, help="answer length limit (default: the config's)")
+    parser.add_argument("--concurrency", type=int, help="requests in flight of the stage (default: the config's; "
+                        "the tiny world's 4 suits a CPU, a vLLM server wants 64 or more)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -119,6 +121,8 @@ def main() -> None:
               "serve_start_timeout_s": 900.0}
     if args.max_new_tokens:
         update["max_new_tokens"] = args.max_new_tokens
+    if args.concurrency:
+        update["concurrency"] = args.concurrency
     if args.generator_shape:
         from s3core.models.shapes import write_model_folder
 

@@ -156,3 +156,23 @@ def test_code_hash_covers_only_the_named_parts():
     assert code_hash(("models",)) == code_hash(("models",))
     with pytest.raises(ValueError, match="does not exist"):
         code_hash(("no/such/module.py",))
+
+
+def test_committing_a_folder_inside_the_staging_folder_leaves_nothing_behind(tmp_path):
+    """A stage that builds beside what it commits (tiny_models, prepared_models commit <key>/models) leaves no
+    staging folder, so `store verify` finds nothing to report after a clean run."""
+    from s3core.store.audit import audit_store
+
+    store = ArtifactStore(tmp_path)
+
+    def build(ctx):
+        staging = ctx.staging_dir()
+        (staging / "models").mkdir()
+        (staging / "models" / "w.bin").write_bytes(b"\x00" * 10)
+        (staging / "download.part").write_bytes(b"scratch")
+        return StageResult(staging_dir=staging / "models")
+
+    manifest = run_stage(store, "dirstage", {}, {}, build, kind="dir")
+    assert (store.local_dir(manifest) / "w.bin").exists()
+    assert store.staging_dirs("dirstage") == []
+    assert audit_store(store).problems == []

@@ -30,7 +30,8 @@ def model_dir(tmp_path_factory):
 
 def _prompts(tokenizer, n: int = 8) -> list[list[int]]:
     chats = [[{"role": "user", "content": f"Question {i}: who wrote the play number {i}?"}] for i in range(n)]
-    return [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=True) for c in chats]
+    texts = [tokenizer.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in chats]
+    return [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
 
 
 def _learner_gap(model, prompts, outputs) -> float:

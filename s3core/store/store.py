@@ -226,6 +226,9 @@ class ArtifactStore:
         else:
             self.fs.put(str(staging), target, recursive=True)
             shutil.rmtree(staging, ignore_errors=True)
+        # a stage may commit a folder inside its staging folder (tiny_models, prepared_models: <key>/models):
+        # what is left of <key> is no partial artifact, and `store verify` must not find it after a clean run
+        shutil.rmtree(self.staging_root() / stage / key, ignore_errors=True)
         return target, files
 
     def local_dir(self, manifest: Manifest, verify: bool = False) -> Path:
