@@ -23,6 +23,12 @@ Log-probs: vLLM returns the raw log-probs, log softmax(logits) at temperature 1 
 same temperature in its first steps (`ppo.sampler_check_steps`, metric `sampler_logp_gap`). The learner
 recomputes the log-probs PPO uses, so this is a check of the weight sync and of numerics, never an input.
 
+Seen on one H200 with vLLM 0.20.0 (docs/PERFORMANCE.md, issue 22):
+- the colocated engine agrees with the learner on the same weights and follows pushed weights
+  (tests/test_vllm_gpu.py);
+- the tiny world trained with it, was killed and resumed;
+- inference through the "uni" engine in the Prefect process did not hang.
+
 vLLM is imported lazily: nothing here runs on a machine without it, and the CPU suite never imports it.
 """
 
@@ -34,9 +40,9 @@ from dataclasses import dataclass
 
 from s3core.agent.sampling import PolicyOutput, SamplingSettings
 
-NEED_VLLM = ("searcher.policy_backend 'vllm' needs vLLM 0.20 on a CUDA machine (S3_GPU=1 scripts/setup_env.sh "
-             "installs it; or set S3_VLLM_PYTHON to an environment that has it); use policy_backend: transformers "
-             "elsewhere")
+NEED_VLLM = ("searcher.policy_backend 'vllm' needs vLLM 0.20 on a CUDA machine (PYTHON=python3.12 S3_GPU=1 "
+             "scripts/setup_env.sh installs it; or set S3_VLLM_PYTHON to an environment that has it); use "
+             "policy_backend: transformers elsewhere")
 
 
 @dataclass(frozen=True)
