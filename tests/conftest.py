@@ -36,6 +36,20 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def toy_policy_dir(tmp_path_factory) -> Path:
+    """A random-init tiny Qwen2-style policy (2 layers, 32 wide) with a real trained tokenizer, for the
+    learner's tests (PPO/GRPO on a toy task, checkpoints of its DeepSpeed engine)."""
+    from s3core.config.tiny_models import TinyCausalLMConfig
+    from s3core.models import tiny
+
+    root = tmp_path_factory.mktemp("rl-toy")
+    texts = [f"Entity {i} was born in City {i % 7} and founded Company {i % 5}." for i in range(200)]
+    tiny.train_tokenizer(texts, 400, root / "tokenizer")
+    shape = TinyCausalLMConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64)
+    return tiny.build_causal_lm(root / "tokenizer", shape, seed=3, out_dir=root / "policy")
+
+
+@pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO
 

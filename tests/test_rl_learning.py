@@ -19,22 +19,11 @@ from s3core.agent.context import TrajectoryRecord
 from s3core.agent.policy import SamplingSettings, TransformersPolicy
 from s3core.agent.rollout import Rollout
 from s3core.config.schema import PPOConfig
-from s3core.config.tiny_models import TinyCausalLMConfig
-from s3core.models import tiny
 from s3core.rl.batch import collate
 from s3core.rl.ppo import PPOLearner
 
-TEXTS = [f"Entity {i} was born in City {i % 7} and founded Company {i % 5}." for i in range(200)]
 RESPONSE_TOKENS = 8
 MAX_STEPS = 40
-
-
-@pytest.fixture(scope="module")
-def policy_dir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("rl-toy")
-    tiny.train_tokenizer(TEXTS, 400, root / "tokenizer")
-    shape = TinyCausalLMConfig(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=1, intermediate_size=64)
-    return tiny.build_causal_lm(root / "tokenizer", shape, seed=3, out_dir=root / "policy")
 
 
 def _target(tokenizer) -> set[int]:
@@ -43,16 +32,16 @@ def _target(tokenizer) -> set[int]:
     return set(ordinary[: len(ordinary) // 10])
 
 
-def _toy_learner(policy_dir, ppo: PPOConfig, device: str = "cpu"):
+def _toy_learner(toy_policy_dir, ppo: PPOConfig, device: str = "cpu"):
     """(tokenizer, learner, rollout policy over the learner's actor, the actor's weights before the engine)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
-    model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(toy_policy_dir)
+    model = AutoModelForCausalLM.from_pretrained(toy_policy_dir, dtype=torch.float32)
     before = [p.detach().clone() for p in model.parameters()]
     learner = PPOLearner(model, ppo, temperature=1.0)
-    policy = TransformersPolicy(str(policy_dir), device=device, model=learner.policy_model, tokenizer=tokenizer)
+    policy = TransformersPolicy(str(toy_policy_dir), device=device, model=learner.policy_model, tokenizer=tokenizer)
     return tokenizer, learner, policy, before
 
 
@@ -63,12 +52,12 @@ def _sample(policy, prompt: list[int], n: int, tokens: int, seed: int) -> tuple[
                      for o in outputs]
 
 
-def _run(policy_dir, estimator: str, group_size: int, device: str = "cpu", bf16: bool = False) -> tuple[list[float], bool]:
+def _run(toy_policy_dir, estimator: str, group_size: int, device: str = "cpu", bf16: bool = False) -> tuple[list[float], bool]:
     ppo = PPOConfig(estimator=estimator, train_batch_size=32 // group_size, samples_per_question=group_size,
                     mini_batch_size=16, actor_lr=6e-3, critic_lr=6e-3,
                     kl_coef=0.0, entropy_coef=0.0, critic_warmup_ratio=0.0, zero_stage=2, bf16=bf16,
                     gradient_checkpointing=False, total_steps=MAX_STEPS, save_every=MAX_STEPS)
-    tokenizer, learner, policy, before = _toy_learner(policy_dir, ppo, device)
+    tokenizer, learner, policy, before = _toy_learner(toy_policy_dir, ppo, device)
     target = _target(tokenizer)
     prompt = tokenizer("Say the words.", add_special_tokens=False)["input_ids"]
     rewards = []
@@ -86,8 +75,8 @@ def _run(policy_dir, estimator: str, group_size: int, device: str = "cpu", bf16:
 
 
 @pytest.mark.parametrize(("estimator", "group_size"), [("gae", 1), ("grpo", 8)])
-def test_reward_rises_from_below_02_to_above_08(policy_dir, estimator, group_size):
-    rewards, moved = _run(policy_dir, estimator, group_size)
+def test_reward_rises_from_below_02_to_above_08(toy_policy_dir, estimator, group_size):
+    rewards, moved = _run(toy_policy_dir, estimator, group_size)
     print(estimator, [round(r, 2) for r in rewards])
     assert rewards[0] < 0.2, rewards
     assert min(rewards[-3:]) > 0.8, f"{estimator} did not learn within {MAX_STEPS} steps: {rewards}"
@@ -96,20 +85,20 @@ def test_reward_rises_from_below_02_to_above_08(policy_dir, estimator, group_siz
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("bf16", [False, True], ids=["fp32", "bf16"])
-def test_ppo_learns_with_deepspeed_on_a_cuda_gpu(policy_dir, bf16):
+def test_ppo_learns_with_deepspeed_on_a_cuda_gpu(toy_policy_dir, bf16):
     """The same toy task with the engines on the GPU (NCCL group, bf16 or fp32): the path the experiment's PPO takes."""
     assert torch.cuda.is_available(), "run through the device tool on a machine with a CUDA GPU"
-    rewards, moved = _run(policy_dir, "gae", 1, device="cuda", bf16=bf16)
+    rewards, moved = _run(toy_policy_dir, "gae", 1, device="cuda", bf16=bf16)
     print("cuda", "bf16" if bf16 else "fp32", [round(r, 2) for r in rewards])
     assert rewards[0] < 0.2, rewards
     assert min(rewards[-3:]) > 0.8, f"PPO on the GPU did not learn within {MAX_STEPS} steps: {rewards}"
     assert moved
 
 
-def test_a_critic_warmup_step_trains_the_critic_and_leaves_the_actor(policy_dir):
+def test_a_critic_warmup_step_trains_the_critic_and_leaves_the_actor(toy_policy_dir):
     ppo = PPOConfig(train_batch_size=8, mini_batch_size=4, actor_lr=1e-2, critic_lr=1e-2, critic_warmup_ratio=0.0,
                     bf16=False, gradient_checkpointing=False, total_steps=4, critic_warmup_steps=2)
-    tokenizer, learner, policy, _ = _toy_learner(policy_dir, ppo)
+    tokenizer, learner, policy, _ = _toy_learner(toy_policy_dir, ppo)
     prompt = tokenizer("Say the words.", add_special_tokens=False)["input_ids"]
     _, rollouts = _sample(policy, prompt, 8, tokens=6, seed=1)
     batch = collate(rollouts, [float(i % 2) for i in range(8)], tokenizer.pad_token_id, list(range(8)))

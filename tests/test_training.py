@@ -60,6 +60,18 @@ def _tensorboard_steps(run_dir, tag="reward/reward_mean"):
     return [event.step for event in board.Scalars(tag)]
 
 
+class Stop(Exception):
+    """Raised from the checkpoint event: the stage dies right after the first checkpoint."""
+
+
+def _interrupt_after_first_checkpoint(store, spec) -> None:
+    def stop_after_first_checkpoint(name, payload):
+        raise Stop(f"stopping after {name} step {payload['step']}")
+
+    with pytest.raises(Stop):
+        spec.run(store, events=stop_after_first_checkpoint)
+
+
 def test_training_writes_checkpoints_and_events(training):
     store, manifest, events = training["store"], training["manifest"], training["events"]
     run_dir = store.local_dir(manifest)
@@ -96,15 +108,7 @@ def test_an_interrupted_run_resumes_and_matches_an_uninterrupted_one(training):
     store, spec, clean = training["store"], training["spec"], training["manifest"]
     expected = _metrics(store, clean)
     store.fs.rm(store.artifact_path("train", spec.key), recursive=True)
-
-    class Stop(Exception):
-        pass
-
-    def stop_after_first_checkpoint(name, payload):
-        raise Stop(f"stopping after {name} step {payload['step']}")
-
-    with pytest.raises(Stop):
-        spec.run(store, events=stop_after_first_checkpoint)
+    _interrupt_after_first_checkpoint(store, spec)
     assert spec.completed(store) is None
     staging = store.dir_staging("train", spec.key, resume=True)
     assert [p.name for p in complete_checkpoints(staging)] == ["step-000001"]
@@ -114,3 +118,28 @@ def test_an_interrupted_run_resumes_and_matches_an_uninterrupted_one(training):
     assert events == [2, 3]  # only the steps after the checkpoint were trained again
     assert _metrics(store, resumed) == expected  # exactly: seeded sampling, restored optimizer and RNG
     assert _tensorboard_steps(store.local_dir(resumed)) == [1, 2, 3]  # the killed attempt's extra steps purged
+
+
+def test_a_run_resumes_from_checkpoints_saved_without_the_optimizer_state(training):
+    """ppo.checkpoint_optimizer: false (disks that cannot hold Adam's state): the checkpoints hold no ZeRO
+    partition files, and a resume restores the weights, data cursor and RNG; Adam restarts, so only the
+    steps before the interruption match the full-state run."""
+    cfg = training["cfg"]
+    cfg = cfg.model_copy(update={"ppo": cfg.ppo.model_copy(update={"checkpoint_optimizer": False, "total_steps": 2})})
+    store, state = training["store"], training["state"]
+    spec = train_spec(cfg, state.training_pool, state.naive_rag, state.corpus, state.dense_index, state.bm25_index,
+                      state.tiny_models)
+    _interrupt_after_first_checkpoint(store, spec)
+    staging = store.dir_staging("train", spec.key, resume=True)
+    [first] = complete_checkpoints(staging)
+    assert list(first.glob("engine/actor/*model_states.pt")) and not list(first.rglob("*optim_states.pt"))
+
+    events = []
+    resumed = spec.run(store, events=lambda name, payload: events.append(payload["step"]))
+    assert events == [2]
+    rows = _metrics(store, resumed)
+    full = _metrics(store, training["manifest"])
+    assert rows[0] == full[0] and [r["step"] for r in rows] == [1.0, 2.0]
+    # step 2 samples before it updates: from the restored weights and RNG, its rollouts are the full run's
+    rollout_side = ("response_tokens_mean", "policy_tokens_mean", "searches_mean", "turns_mean", "genacc_s3")
+    assert {k: rows[1][k] for k in rollout_side} == {k: full[1][k] for k in rollout_side}

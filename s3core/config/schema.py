@@ -554,6 +554,11 @@ class PPOConfig(_Section):
     total_steps: int = Field(default=20, gt=0, description="the published checkpoint is step 20 (2.4k questions)")
     save_every: int = Field(default=5, gt=0)
     keep_last: int = Field(default=3, gt=0)
+    checkpoint_optimizer: bool = Field(
+        default=True,
+        description="keep the optimizer state (fp32 master weights, Adam moments: ~12 bytes per parameter, 91 GB "
+        "at 7B) in checkpoints; false keeps the weights only, for disks that cannot hold the state: a resume "
+        "then restarts Adam, so its metrics differ from an uninterrupted run's. Needs zero_stage 1 or 2")
     zero_stage: Literal[0, 1, 2, 3] = 2
     offload: bool = False
     bf16: bool = True
@@ -595,6 +600,11 @@ class PPOConfig(_Section):
                 "estimator: grpo compares each trajectory with the other samples of its question, and "
                 "samples_per_question is 1, so every advantage would be 0: set ppo.samples_per_question to 2 or "
                 "more (5 is common), or use estimator: gae")
+        if not self.checkpoint_optimizer and self.zero_stage not in (1, 2):
+            raise ValueError(
+                f"checkpoint_optimizer: false needs zero_stage 1 or 2 (it is {self.zero_stage}): those keep every "
+                "weight in the module file it writes, while stage 0 stores the optimizer inside it and stage 3 "
+                "keeps the weights in the partition files it skips; set ppo.zero_stage: 2 or checkpoint_optimizer: true")
         if self.critic_warmup_steps and self.estimator != "gae":
             raise ValueError(f"critic_warmup_steps ({self.critic_warmup_steps}) trains the critic alone, and estimator "
                              f"{self.estimator} has no critic: set critic_warmup_steps to 0 or use estimator: gae")

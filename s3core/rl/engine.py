@@ -6,6 +6,11 @@ checkpoint loading through `checkpoint_io.load_safely` (weights_only, an allow-l
 The learning rate is not DeepSpeed's to schedule: `warmup_factor` gives verl's constant-with-warm-up schedule
 as a function of the PPO steps done, and the learner sets it before each step's updates (`set_lr`), so every
 mini-batch of a PPO step uses the same rate as in the public code, and a resumed run needs no scheduler state.
+`save_engine_checkpoint` can leave the optimizer state out of a checkpoint (`ppo.checkpoint_optimizer: false`): at
+the paper's 7B shape the fp32 master weights and Adam moments are ~12 bytes per parameter (91 GB), more than a
+one-GPU host's disk holds beside the model; `load_engine_checkpoint` then restores the weights only (DeepSpeed's
+module-only load, fp32 master weights refreshed from them) and Adam starts afresh. Deviation from the public
+code, which always saves the optimizer state (verl's FSDP checkpoints).
 The optimizer is torch's AdamW handed to DeepSpeed (a client optimizer), so no fused-Adam extension is
 compiled and the same code runs on CPU (gloo) and CUDA (nccl). The distributed group is set up from the
 launcher's environment; run in-process (tests, `make run`) it becomes a one-rank group on 127.0.0.1.
@@ -14,6 +19,7 @@ launcher's environment; run in-process (tests, `make run`) it becomes a one-rank
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -81,3 +87,21 @@ def make_engine(model: torch.nn.Module, lr: float, ppo: PPOConfig, micro_batch: 
                                            config=deepspeed_config(ppo, micro_batch, bf16))
     guard_engine(engine)  # nothing in a checkpoint folder may run code when it is loaded
     return engine
+
+
+def save_engine_checkpoint(engine, save_dir: Path, tag: str, optimizer_state: bool = True) -> None:
+    """DeepSpeed's checkpoint of `engine` under `save_dir/tag`. Without `optimizer_state` the ZeRO partition
+    files (fp32 master weights, Adam moments) are skipped and only the module file is written: ZeRO stages 1
+    and 2 keep every weight in it (PPOConfig allows nothing else with checkpoint_optimizer off)."""
+    kept = engine.save_zero_checkpoint
+    engine.save_zero_checkpoint = kept and optimizer_state
+    try:
+        engine.save_checkpoint(str(save_dir), tag=tag)
+    finally:
+        engine.save_zero_checkpoint = kept
+
+
+def load_engine_checkpoint(engine, load_dir: Path, tag: str, optimizer_state: bool = True) -> None:
+    """Restore `engine` from `load_dir/tag`: everything, or (a checkpoint saved without `optimizer_state`) the
+    weights only, the fp32 master copy refreshed from them and Adam's moments starting at zero."""
+    engine.load_checkpoint(str(load_dir), tag=tag, load_module_only=not optimizer_state)

@@ -11,12 +11,15 @@ paper's, or `gbr_plus_genacc`, the public code's). A question missing from the n
 Checkpoints (`step-000005/`, every `save_every` steps and at the end):
     actor/          the policy as a Hugging Face folder (safetensors + tokenizer): loadable by transformers
                     and vLLM, and the input of the inference stage
-    engine/         DeepSpeed checkpoints of the actor and the critic (weights, optimizer, scheduler)
-    trainer_state.json   step, data cursor, RNG states (python, numpy, torch), metrics so far
+    engine/         DeepSpeed checkpoints of the actor and the critic (weights and, unless
+                    ppo.checkpoint_optimizer is false, the optimizer state)
+    rng-rank<R>.pt  each rank's RNG states (python, numpy, torch)
+    trainer_state.json   step, data cursor, metrics so far, whether the optimizer state was saved
     run_config.json      the run's config, so a checkpoint folder alone can be evaluated
     done            written last: a checkpoint without it is ignored (a crash mid-save)
 The last `keep_last` complete checkpoints are kept. A run that finds complete checkpoints resumes from
-the newest; seeded on CPU it reproduces the metrics of an uninterrupted run. `on_checkpoint(step, path)`
+the newest; seeded on CPU it reproduces the metrics of an uninterrupted run (unless its checkpoint was saved
+without the optimizer state: Adam then starts afresh). `on_checkpoint(step, path)`
 is called after each `done` marker (the Prefect task emits `s3.checkpoint.saved` from it).
 """
 
@@ -49,6 +52,7 @@ from s3core.reward.precompute import answer_and_score, empty_answers
 from s3core.rl.batch import collate
 from s3core.rl.checkpoint_io import load_safely, restore_rng, rng_state
 from s3core.rl.checkpoints import DONE_MARKER, checkpoint_dir, complete_checkpoints
+from s3core.rl.engine import load_engine_checkpoint, save_engine_checkpoint
 from s3core.rl.ppo import PPOLearner
 from s3core.rl.tensorboard import TensorBoardLog
 from s3core.store import ArtifactStore
@@ -206,13 +210,13 @@ class SearcherTrainer:
         if rank == 0:
             self.learner.policy_model.save_pretrained(path / "actor", safe_serialization=True)
             self.tokenizer.save_pretrained(path / "actor")
-        self.learner.actor.save_checkpoint(str(path / "engine"), tag="actor")
-        if self.learner.critic is not None:
-            self.learner.critic.save_checkpoint(str(path / "engine"), tag="critic")
+        for tag, engine in self.engines():
+            save_engine_checkpoint(engine, path / "engine", tag, optimizer_state=self.ppo.checkpoint_optimizer)
         torch.save(rng_state(), path / f"rng-rank{rank}.pt")
         barrier()
         if rank == 0:
-            state = {"step": step, "cursor": self.state.cursor, "metrics": self.state.metrics}
+            state = {"step": step, "cursor": self.state.cursor, "metrics": self.state.metrics,
+                     "optimizer_state": self.ppo.checkpoint_optimizer}
             (path / "trainer_state.json").write_text(json.dumps(state, indent=1))
             # the setting it was trained in: evaluating just this folder needs no other config
             (path / "run_config.json").write_text(json.dumps(portable_config(self.cfg), indent=1))
@@ -220,6 +224,13 @@ class SearcherTrainer:
             self.prune()
         barrier()
         return path
+
+    def engines(self) -> list[tuple[str, Any]]:
+        """The DeepSpeed engines a checkpoint holds, by tag: the actor and, with GAE, the critic."""
+        engines = [("actor", self.learner.actor)]
+        if self.learner.critic is not None:
+            engines.append(("critic", self.learner.critic))
+        return engines
 
     def prune(self) -> None:
         for old in complete_checkpoints(self.run_dir)[:-self.ppo.keep_last]:
@@ -231,10 +242,13 @@ class SearcherTrainer:
         if not done:
             return False
         path = done[-1]
-        self.learner.actor.load_checkpoint(str(path / "engine"), tag="actor")
-        if self.learner.critic is not None:
-            self.learner.critic.load_checkpoint(str(path / "engine"), tag="critic")
         saved = json.loads((path / "trainer_state.json").read_text())
+        with_optimizer = saved.get("optimizer_state", True)
+        for tag, engine in self.engines():
+            load_engine_checkpoint(engine, path / "engine", tag, optimizer_state=with_optimizer)
+        if not with_optimizer:
+            log.warning("%s holds no optimizer state (ppo.checkpoint_optimizer: false): the weights are restored, "
+                        "Adam's moments start again from zero", path)
         self.state = TrainerState(step=saved["step"], cursor=saved["cursor"], metrics=saved["metrics"])
         restore_rng(load_safely(path / f"rng-rank{rank_and_world()[0]}.pt"))
         self.sync_rollout_engine()  # it started from the initial weights
