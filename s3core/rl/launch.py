@@ -1,6 +1,7 @@
 """Entry point of the training subprocess: `python -m s3core.rl.launch --spec SPEC.json` (one rank) or the
-same module under the DeepSpeed launcher (`deepspeed --num_gpus N --module s3core.rl.launch ...`, or with a
-hostfile for several nodes): the training stage writes SPEC.json and starts this.
+same module under the DeepSpeed launcher (`deepspeed --num_gpus N --module s3core.rl.launch ...`; a hostfile
+for several nodes would start the same command on each, not tried yet): the training stage writes SPEC.json
+and starts this.
 
 SPEC.json holds the run config, the store root, the input manifests and the run folder. Rank 0 prints one
 line per event on stdout, `S3EVENT {json}` (progress, checkpoint), which the stage turns into progress

@@ -4,8 +4,8 @@
              train.log                                                                   dir, resumable
 
 The stage starts the trainer as a subprocess (s3core.rl.launch): through the DeepSpeed launcher on CUDA
-machines (`--num_gpus` = the visible GPUs, so one GPU, several GPUs and, with `ppo.hostfile`, several
-nodes are the same code), and as a plain one-rank `python -m s3core.rl.launch` on a CPU, where DeepSpeed
+machines (`--num_gpus` = the visible GPUs, so one GPU and several GPUs of one host are the same code; a
+hostfile for several nodes is not wired in yet, issue 23), and as a plain one-rank `python -m s3core.rl.launch` on a CPU, where DeepSpeed
 sets up a one-rank gloo group itself. The subprocess writes into the stage's staging folder, kept between
 attempts, so a killed run resumes from its newest complete checkpoint. The trainer runs under
 `s3core.supervise` (it and its ranks stop when this process dies, SIGKILL included) and writes its log
