@@ -15,11 +15,12 @@ import torch
 from s3core.config.schema import PPOConfig
 from s3core.rl.engine import load_engine_checkpoint, make_engine, save_engine_checkpoint, set_lr
 
-def _engine(toy_policy_dir, seed: int):
+
+def _engine(policy_dir, seed: int):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(toy_policy_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32)
     if seed:  # another starting point than the saved engine's
         with torch.no_grad():
             for p in model.parameters():

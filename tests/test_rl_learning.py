@@ -32,16 +32,16 @@ def _target(tokenizer) -> set[int]:
     return set(ordinary[: len(ordinary) // 10])
 
 
-def _toy_learner(toy_policy_dir, ppo: PPOConfig, device: str = "cpu"):
+def _toy_learner(policy_dir, ppo: PPOConfig, device: str = "cpu"):
     """(tokenizer, learner, rollout policy over the learner's actor, the actor's weights before the engine)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(toy_policy_dir)
-    model = AutoModelForCausalLM.from_pretrained(toy_policy_dir, dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(policy_dir)
+    model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32)
     before = [p.detach().clone() for p in model.parameters()]
     learner = PPOLearner(model, ppo, temperature=1.0)
-    policy = TransformersPolicy(str(toy_policy_dir), device=device, model=learner.policy_model, tokenizer=tokenizer)
+    policy = TransformersPolicy(str(policy_dir), device=device, model=learner.policy_model, tokenizer=tokenizer)
     return tokenizer, learner, policy, before
 
 
@@ -52,12 +52,12 @@ def _sample(policy, prompt: list[int], n: int, tokens: int, seed: int) -> tuple[
                      for o in outputs]
 
 
-def _run(toy_policy_dir, estimator: str, group_size: int, device: str = "cpu", bf16: bool = False) -> tuple[list[float], bool]:
+def _run(policy_dir, estimator: str, group_size: int, device: str = "cpu", bf16: bool = False) -> tuple[list[float], bool]:
     ppo = PPOConfig(estimator=estimator, train_batch_size=32 // group_size, samples_per_question=group_size,
                     mini_batch_size=16, actor_lr=6e-3, critic_lr=6e-3,
                     kl_coef=0.0, entropy_coef=0.0, critic_warmup_ratio=0.0, zero_stage=2, bf16=bf16,
                     gradient_checkpointing=False, total_steps=MAX_STEPS, save_every=MAX_STEPS)
-    tokenizer, learner, policy, before = _toy_learner(toy_policy_dir, ppo, device)
+    tokenizer, learner, policy, before = _toy_learner(policy_dir, ppo, device)
     target = _target(tokenizer)
     prompt = tokenizer("Say the words.", add_special_tokens=False)["input_ids"]
     rewards = []

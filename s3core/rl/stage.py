@@ -5,9 +5,10 @@
 
 The stage starts the trainer as a subprocess (s3core.rl.launch): through the DeepSpeed launcher on CUDA
 machines (`--num_gpus` = the visible GPUs, so one GPU and several GPUs of one host are the same code; a
-hostfile for several nodes is not wired in yet, issue 23), and as a plain one-rank `python -m s3core.rl.launch` on a CPU, where DeepSpeed
-sets up a one-rank gloo group itself. The subprocess writes into the stage's staging folder, kept between
-attempts, so a killed run resumes from its newest complete checkpoint. The trainer runs under
+hostfile for several nodes is not wired in yet, issue 23), and as a plain one-rank
+`python -m s3core.rl.launch` on a CPU, where DeepSpeed sets up a one-rank gloo group itself.
+The subprocess writes into the stage's staging folder, kept between attempts, so a killed run resumes from
+its newest complete checkpoint. The trainer runs under
 `s3core.supervise` (it and its ranks stop when this process dies, SIGKILL included) and writes its log
 straight to `train.log`, which this stage follows: its `S3EVENT` lines become progress and
 `s3.checkpoint.saved` events (payload: run, key, step, path, store); a non-zero exit fails the stage with the
